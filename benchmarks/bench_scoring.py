@@ -1,0 +1,409 @@
+"""Log-likelihood scoring speed: a naive loop vs lm-evaluation-harness vs ``HFBackend``.
+
+What it measures, on the default model (SmolLM2-135M-Instruct), in one process, on the same requests:
+
+* **naive**: one forward per request with ``model(input_ids).logits``, log-softmax, sum of the
+  continuation tokens' log-probs. It is also the reference for the correctness check.
+* **lm-eval**: ``lm_eval.models.huggingface.HFLM`` wrapping the same in-memory model; batch sizes are
+  swept on a subset and the fastest is timed on the full workload.
+* **ours**: ``HFBackend(..., prefix_reuse=True)``, and ``prefix_reuse=False`` as an ablation.
+
+Two workloads: an 8-shot SST-2 prompt (64 queries x 2 labels that share the demonstrations) and
+unique prompts of mixed lengths (1-6 test sentences each, no shared prefix). For each scorer it reports
+wall time, tokens/s (tokens = what a naive scorer processes: the sum of len(context + continuation)
+tokens), speedups, the largest |log-prob difference| from the naive loop, and FLOP utilisation
+(2 * n_params * tokens/s over the measured fp32 matmul FLOP/s of this machine).
+
+Run from the repository root (needs ``pip install -e '.[bench]'`` and the SST-2 files under
+``../shared/data/fewshot_cls/sst2``)::
+
+    python benchmarks/bench_scoring.py            # full run, several minutes on a laptop CPU
+    python benchmarks/bench_scoring.py --quick    # smoke run
+
+It prints a table and writes ``benchmarks/results/scoring.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "scoring.json"
+SST2_SUBDIR = Path("fewshot_cls") / "sst2"
+LABEL_WORDS = {0: "negative", 1: "positive"}
+# Targets stated by the issue: (workload, baseline) -> minimum speedup of ours (prefix_reuse=True).
+TARGETS = {
+    ("fewshot", "lm-eval"): 4.0,
+    ("unique", "lm-eval"): 1.0,
+    ("fewshot", "naive"): 10.0,
+    ("unique", "naive"): 10.0,
+}
+
+Request = tuple[str, str]
+TokenPair = tuple[list[int], list[int]]
+
+
+# ---------------------------------------------------------------------------------------- workloads
+def read_sst2(path: Path) -> list[tuple[int, str]]:
+    """(label, sentence) per line of a ``<label 0/1> <sentence>`` file."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        label, _, sentence = line.strip().partition(" ")
+        if sentence:
+            rows.append((int(label), sentence))
+    return rows
+
+
+def fewshot_workload(
+    train: Sequence[tuple[int, str]], test: Sequence[tuple[int, str]], shots: int, queries: int, seed: int
+) -> list[Request]:
+    """``queries`` x 2 requests (" positive" / " negative") after the same ``shots`` demonstrations."""
+    rng = random.Random(seed)
+    demos = "".join(
+        f"Review: {s}\nSentiment: {LABEL_WORDS[y]}\n\n" for y, s in rng.sample(list(train), shots)
+    )
+    return [
+        (f"{demos}Review: {s}\nSentiment:", f" {word}")
+        for _, s in rng.sample(list(test), queries)
+        for word in ("positive", "negative")
+    ]
+
+
+def unique_workload(test: Sequence[tuple[int, str]], n_requests: int, seed: int) -> list[Request]:
+    """``n_requests`` contexts of 1-6 test sentences, each starting with a different sentence.
+
+    Even requests score a label word, odd ones the first words of the sentence that follows, so
+    continuations are 1 to a few tokens and no two requests share more than a chance prefix.
+    """
+    rng = random.Random(seed + 1)
+    sentences = [s for _, s in test]
+    starts = rng.sample(range(len(sentences)), n_requests)
+    requests = []
+    for i, start in enumerate(starts):
+        n = rng.randint(1, 6)
+        chunk = [sentences[(start + k) % len(sentences)] for k in range(n + 1)]
+        context = " ".join(chunk[:n])
+        continuation = f" {rng.choice(list(LABEL_WORDS.values()))}" if i % 2 == 0 else " " + " ".join(
+            chunk[n].split()[:3]
+        )
+        requests.append((context, continuation))
+    return requests
+
+
+def split_tokens(tokenizer: Any, context: str, continuation: str) -> TokenPair:
+    """(context, continuation) token ids, split as lm-eval's ``TemplateLM._encode_pair`` does for causal LMs.
+
+    Trailing whitespace moves to the continuation; the continuation is what follows the context's
+    own encoding inside the encoding of the joined text. No special tokens (SmolLM2 adds no BOS).
+    """
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
+    ctx = tokenizer(context, add_special_tokens=False).input_ids
+    return list(ctx), list(whole[len(ctx) :])
+
+
+def shared_prefix_fraction(pairs: Sequence[TokenPair]) -> float:
+    """Share of all tokens that repeat the longest common prefix with a lexicographic neighbour."""
+    seqs = sorted(tuple(c + x) for c, x in pairs)
+    shared = 0
+    for a, b in zip(seqs, seqs[1:], strict=False):
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        shared += n
+    return shared / max(1, sum(len(s) for s in seqs))
+
+
+# ------------------------------------------------------------------------------------------ scorers
+def naive_scores(model: Any, tokenizer: Any, requests: Sequence[Request]) -> np.ndarray:
+    """Summed continuation log-probs, one unbatched forward per request: (n_requests,)."""
+    out = np.zeros(len(requests), dtype=np.float64)
+    with torch.inference_mode():
+        for i, (context, continuation) in enumerate(requests):
+            ctx, cont = split_tokens(tokenizer, context, continuation)
+            ids = torch.tensor([ctx + cont[:-1]])
+            logits = model(ids).logits[0, len(ctx) - 1 :]
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            out[i] = log_probs[torch.arange(len(cont)), torch.tensor(cont)].double().sum().item()
+    return out
+
+
+def make_lm_eval(model: Any, tokenizer: Any, batch_size: int) -> Any:
+    from lm_eval.models.huggingface import HFLM
+
+    # A non-str ``pretrained`` is used as is (HFLM.__init__ skips loading and distributed set-up).
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+def lm_eval_scores(lm: Any, requests: Sequence[Request]) -> np.ndarray:
+    from lm_eval.api.instance import Instance
+
+    instances = [
+        Instance(request_type="loglikelihood", doc={}, arguments=req, idx=i) for i, req in enumerate(requests)
+    ]
+    return np.array([lp for lp, _ in lm.loglikelihood(instances, disable_tqdm=True)], dtype=np.float64)
+
+
+def backend_scores(backend: Any, requests: Sequence[Request]) -> np.ndarray:
+    return np.array([r.logprob for r in backend.loglikelihood(list(requests))], dtype=np.float64)
+
+
+def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
+    """Fastest wall time of ``repeats`` calls, and the result of the last one."""
+    best, result = float("inf"), np.empty(0)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+# ------------------------------------------------------------------------------------------ machine
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 FLOP/s of an n x n @ n x n matmul at the current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def machine_info() -> dict[str, Any]:
+    import lm_eval
+    import transformers
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "lm_eval": getattr(lm_eval, "__version__", "unknown"),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_start": list(os.getloadavg()),
+    }
+
+
+# --------------------------------------------------------------------------------------------- main
+def run_workload(
+    name: str,
+    requests: list[Request],
+    model: Any,
+    tokenizer: Any,
+    batch_sizes: Sequence[int],
+    sweep_requests: int,
+    repeats: int,
+    flops_per_s: float,
+    n_params: int,
+) -> dict[str, Any]:
+    from biasaudit.backend.hf import HFBackend
+
+    pairs = [split_tokens(tokenizer, c, x) for c, x in requests]
+    n_tokens = sum(len(c) + len(x) for c, x in pairs)
+    lengths = [len(c) + len(x) for c, x in pairs]
+    print(f"\n[{name}] {len(requests)} requests, {n_tokens} tokens (mean {np.mean(lengths):.0f})", flush=True)
+
+    timings: dict[str, float] = {}
+    scores: dict[str, np.ndarray] = {}
+
+    timings["naive"], scores["naive"] = timed(lambda: naive_scores(model, tokenizer, requests), 1)
+    print(f"  naive                {timings['naive']:8.2f} s", flush=True)
+
+    step = max(1, len(requests) // sweep_requests)
+    subset = requests[::step][:sweep_requests]
+    sweep: dict[int, float] = {}
+    for bs in batch_sizes:
+        lm = make_lm_eval(model, tokenizer, bs)
+        sweep[bs] = timed(lambda lm=lm: lm_eval_scores(lm, subset), 1)[0]
+        print(f"  lm-eval bs={bs:<3} subset {sweep[bs]:8.2f} s ({len(subset)} requests)", flush=True)
+    best_bs = min(sweep, key=sweep.__getitem__)
+    lm = make_lm_eval(model, tokenizer, best_bs)
+    timings["lm-eval"], scores["lm-eval"] = timed(lambda: lm_eval_scores(lm, requests), repeats)
+    print(f"  lm-eval bs={best_bs:<3}        {timings['lm-eval']:8.2f} s", flush=True)
+
+    effective_reuse = {}
+    for key, reuse in (("ours", True), ("ours (no prefix reuse)", False)):
+        backend = HFBackend(model, tokenizer, prefix_reuse=reuse, progress=False)
+        effective_reuse[key] = backend.prefix_reuse
+        backend_scores(backend, requests[:2])  # warm-up
+        timings[key], scores[key] = timed(lambda backend=backend: backend_scores(backend, requests), repeats)
+        print(f"  {key:<21}{timings[key]:8.2f} s", flush=True)
+
+    scorers = {}
+    for key, seconds in timings.items():
+        tokens_per_s = n_tokens / seconds
+        scorers[key] = {
+            "seconds": seconds,
+            "tokens_per_s": tokens_per_s,
+            "speedup_vs_naive": timings["naive"] / seconds,
+            "speedup_vs_lm_eval": timings["lm-eval"] / seconds,
+            "max_abs_diff_vs_naive": float(np.max(np.abs(scores[key] - scores["naive"]))),
+            "flop_utilisation": 2 * n_params * tokens_per_s / flops_per_s,
+        }
+    scorers["lm-eval"]["batch_size"] = best_bs
+    for key, reuse in effective_reuse.items():
+        scorers[key]["prefix_reuse_effective"] = reuse
+    return {
+        "n_requests": len(requests),
+        "n_tokens": n_tokens,
+        "tokens_per_request": {"mean": float(np.mean(lengths)), "min": min(lengths), "max": max(lengths)},
+        "shared_prefix_fraction": shared_prefix_fraction(pairs),
+        "lm_eval_sweep": {"n_requests": len(subset), "seconds_by_batch_size": sweep, "best": best_bs},
+        "scorers": scorers,
+    }
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Log-likelihood scoring, default model")
+    for col in ("workload", "scorer", "time s", "tok/s", "x naive", "x lm-eval", "max |Δ|", "FLOP util"):
+        table.add_column(col, justify="left" if col in ("workload", "scorer") else "right")
+    for workload, res in results.items():
+        for key, s in res["scorers"].items():
+            label = f"{key} (bs={s['batch_size']})" if "batch_size" in s else key
+            table.add_row(
+                workload,
+                label,
+                f"{s['seconds']:.2f}",
+                f"{s['tokens_per_s']:,.0f}",
+                f"{s['speedup_vs_naive']:.2f}",
+                f"{s['speedup_vs_lm_eval']:.2f}",
+                f"{s['max_abs_diff_vs_naive']:.1e}",
+                f"{s['flop_utilisation']:.1%}",
+            )
+    Console().print(table)
+
+
+def check_targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    checks = []
+    for (workload, baseline), target in TARGETS.items():
+        if workload not in results:
+            continue
+        key = "speedup_vs_lm_eval" if baseline == "lm-eval" else "speedup_vs_naive"
+        value = results[workload]["scorers"]["ours"][key]
+        checks.append(
+            {"workload": workload, "baseline": baseline, "target": target, "value": value, "met": value >= target}
+        )
+        verdict = "MET" if value >= target else "NOT MET"
+        print(f"target ours >= {target:g}x {baseline} on {workload}: {value:.2f}x -> {verdict}")
+    return checks
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=64, help="few-shot test queries (2 requests each)")
+    parser.add_argument("--shots", type=int, default=8, help="few-shot demonstrations")
+    parser.add_argument("--unique", type=int, default=128, help="requests in the unique-prompt workload")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-sizes", default="1,4,8,16,32", help="lm-eval batch sizes to sweep")
+    parser.add_argument("--sweep-requests", type=int, default=32, help="requests in the lm-eval sweep")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per batched scorer (min kept)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.queries, args.shots, args.unique = 4, 2, 8
+        args.batch_sizes, args.sweep_requests = "1,4", 4
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sst2 = args.data_dir / SST2_SUBDIR
+    train_path, test_path = sst2 / "stsa.binary.train", sst2 / "stsa.binary.test"
+    missing = [str(p) for p in (train_path, test_path) if not p.is_file()]
+    if missing:
+        print(f"skipped: SST-2 data not found ({', '.join(missing)}); pass --data-dir")
+        return 0
+    try:
+        import lm_eval  # noqa: F401
+    except ImportError:
+        print("lm-evaluation-harness is not installed: pip install -e '.[bench]'", file=sys.stderr)
+        return 1
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+
+    from biasaudit.models import load_model
+
+    info = machine_info()
+    flops_per_s = matmul_flops()
+    loaded = load_model("default")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    n_params = sum(p.numel() for p in model.parameters())
+    print(
+        f"{loaded.name}: {n_params / 1e6:.1f}M params; {info['cpu_count']} CPUs, "
+        f"{info['torch_threads']} threads, matmul {flops_per_s / 1e9:.1f} GFLOP/s"
+    )
+
+    # Warm up every scorer once on a tiny input, so no timing includes one-off initialisation.
+    tiny = [("Review: fine\nSentiment:", " positive"), ("Review: bad\nSentiment:", " negative")]
+    naive_scores(model, tokenizer, tiny)
+    lm_eval_scores(make_lm_eval(model, tokenizer, 2), tiny)
+
+    train, test = read_sst2(train_path), read_sst2(test_path)
+    workloads = {
+        "fewshot": fewshot_workload(train, test, args.shots, args.queries, args.seed),
+        "unique": unique_workload(test, args.unique, args.seed),
+    }
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    results = {
+        name: run_workload(
+            name, reqs, model, tokenizer, batch_sizes, args.sweep_requests, args.repeats, flops_per_s, n_params
+        )
+        for name, reqs in workloads.items()
+    }
+    print()
+    print_table(results)
+    checks = check_targets(results)
+
+    info["load_average_end"] = list(os.getloadavg())
+    report = {
+        "benchmark": "scoring",
+        "command": "python benchmarks/bench_scoring.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": loaded.name,
+        "n_params": n_params,
+        "machine": info,
+        "matmul_flops_per_s": flops_per_s,
+        "flop_utilisation_formula": "2 * n_params * tokens_per_s / matmul_flops_per_s",
+        "config": {
+            "shots": args.shots,
+            "queries": args.queries,
+            "unique_requests": args.unique,
+            "seed": args.seed,
+            "batch_sizes": batch_sizes,
+            "sweep_requests": args.sweep_requests,
+            "repeats": args.repeats,
+            "quick": args.quick,
+        },
+        "workloads": results,
+        "targets": checks,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Model backends behind one protocol (see ``protocol.py``)."""
+
+from biasaudit.backend.protocol import Backend, LabelMode, LoglikelihoodResult, Pooling
+
+__all__ = ["Backend", "HFBackend", "LabelMode", "LoglikelihoodResult", "Pooling"]
+
+
+def __getattr__(name: str):  # keep `import biasaudit.backend` light: transformers loads on first use
+    if name == "HFBackend":
+        from biasaudit.backend.hf import HFBackend
+
+        return HFBackend
+    raise AttributeError(name)

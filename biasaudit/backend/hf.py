@@ -1,0 +1,659 @@
+"""``HFBackend``: the ``Backend`` protocol on a transformers causal LM.
+
+Speed without changing a number (each trick has an equivalence test):
+
+* **Forward sharing.** A request needs the logits at its continuation positions only. Requests whose
+  input tokens are a prefix of another request's input read their logits from that longer forward, so
+  K single-token labels after one prompt cost one forward pass, not K.
+* **Shared-prefix KV reuse.** Requests that share a long token prefix (few-shot demonstrations) encode
+  it once; its KV cache is broadcast over a batch of suffixes, which are then the only tokens computed.
+* **Logits only where needed.** The body runs once; the vocabulary projection (a fifth of this
+  model's FLOPs and by far its largest activation) runs only on the positions that are scored.
+* **Length-sorted batching** under a token budget, automatic batch size with halve-and-retry on OOM,
+  right padding for scoring (attention mask + positions make padded rows equal unpadded ones) and left
+  padding for generation; everything under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from biasaudit.backend.batching import BatchPlanner, BatchSize
+from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult, Pooling
+from biasaudit.errors import InvalidRequestError, LabelCollisionError, LayerOutOfRangeError
+from biasaudit.progress import progress_bar
+
+# Below this many tokens a shared prefix is not worth a separate forward pass.
+DEFAULT_MIN_PREFIX_TOKENS = 16
+# Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
+# throughput stops growing long before memory runs out, so the start is modest.
+_AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
+# Progress bars appear only for calls with at least this many items.
+_PROGRESS_MIN_ITEMS = 64
+
+
+@dataclass(frozen=True)
+class _ScoreItem:
+    """A scoring request in token space: ``tokens`` = context + continuation, the last ``n_cont`` scored."""
+
+    tokens: tuple[int, ...]
+    n_cont: int
+
+    @property
+    def input(self) -> tuple[int, ...]:
+        return self.tokens[:-1]
+
+
+@dataclass
+class _Row:
+    """One sequence actually run through the model, and what is read from its output.
+
+    ``reads`` maps (position, target token) to an index in the flat result arrays: the log-prob of
+    ``target`` predicted at ``position``. Several labels after one prompt read the same position with
+    different targets; identical reads of different requests are computed once.
+    """
+
+    tokens: tuple[int, ...]
+    reads: dict[tuple[int, int], int]
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the deepest requested layer has run: the rest of the model is skipped."""
+
+
+def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class HFBackend:
+    """Batched inference on a transformers causal LM (see the module docstring for what is fast).
+
+    Parameters
+    ----------
+    model, tokenizer:
+        A loaded ``*ForCausalLM`` and its tokenizer (``biasaudit.models.load_model`` gives both).
+    batch_size:
+        ``"auto"`` (token budget found by halving on OOM) or a maximum number of rows per batch.
+    max_batch_tokens:
+        Padded tokens per batch; defaults depend on the device.
+    prefix_reuse:
+        Encode shared prompt prefixes once and reuse their KV cache.
+    min_prefix_tokens:
+        Shortest shared prefix worth reusing.
+    progress:
+        Show rich progress bars on long calls.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        batch_size: BatchSize = "auto",
+        max_batch_tokens: int | None = None,
+        prefix_reuse: bool = True,
+        min_prefix_tokens: int = DEFAULT_MIN_PREFIX_TOKENS,
+        progress: bool = True,
+        name: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.name = name or getattr(model.config, "name_or_path", None) or type(model).__name__
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.n_layers: int = int(cfg.num_hidden_layers)
+        self.hidden_size: int = int(cfg.hidden_size)
+        if max_batch_tokens is None:
+            max_batch_tokens = _AUTO_BUDGET["cpu" if self.device.type == "cpu" else "accelerator"]
+        self.planner = BatchPlanner(batch_size, max_batch_tokens)
+        self.min_prefix_tokens = min_prefix_tokens
+        self.progress = progress
+        # Sliding-window caches crop old keys, so a broadcast prefix would not be the same computation.
+        self.prefix_reuse = prefix_reuse and not getattr(cfg, "sliding_window", None)
+        self._body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
+        self._head = model.get_output_embeddings()
+        self._cache_kwarg = self._find_cache_kwarg()
+        self._split_head = self._head is not None and self._check_split_head()
+        self._decoder_layers = self._find_decoder_layers()
+        self._prefix_token_id = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
+        self._adds_bos = self._tokenizer_adds_bos()
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_spec(
+        cls,
+        spec: str = "default",
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
+    ) -> HFBackend:
+        """Load ``spec`` with ``biasaudit.models.load_model`` and wrap it."""
+        from biasaudit.models import load_model
+
+        loaded = load_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        return cls(loaded.model, loaded.tokenizer, name=loaded.name, **kwargs)
+
+    def _find_cache_kwarg(self) -> str:
+        import inspect
+
+        params = inspect.signature(self._body.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
+
+    def _check_split_head(self) -> bool:
+        """Whether head(body(x)) reproduces the model's logits (false for e.g. soft-capped logits)."""
+        ids = torch.tensor([[self.tokenizer.eos_token_id or 0] * 3], device=self.device)
+        with torch.inference_mode():
+            full = self.model(input_ids=ids).logits.float()
+            split = self._head(self._body(input_ids=ids).last_hidden_state).float()
+        return bool(torch.allclose(full, split, atol=1e-4, rtol=1e-4))
+
+    def _find_decoder_layers(self) -> torch.nn.ModuleList:
+        for module in self._body.modules():
+            if isinstance(module, torch.nn.ModuleList) and len(module) == self.n_layers:
+                return module
+        raise InvalidRequestError(
+            f"cannot find the {self.n_layers} decoder layers of {type(self.model).__name__}"
+        )
+
+    def _tokenizer_adds_bos(self) -> bool:
+        bos = self.tokenizer.bos_token_id
+        if bos is None:
+            return False
+        ids = self.tokenizer("a", add_special_tokens=True).input_ids
+        return bool(ids) and ids[0] == bos
+
+    # ------------------------------------------------------------------ tokenisation
+    def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        encoded = self.tokenizer(list(texts), add_special_tokens=False).input_ids
+        if self._adds_bos:
+            return [[self.tokenizer.bos_token_id, *ids] for ids in encoded]
+        return [list(ids) for ids in encoded]
+
+    def format_chat(self, prompt: str) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise InvalidRequestError(
+                f"{self.name} has no chat template; call without apply_chat_template=True"
+            )
+        return str(
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def _encode_pairs(
+        self, requests: Sequence[tuple[str, str]], apply_chat_template: bool
+    ) -> list[tuple[list[int], list[int]]]:
+        """(context tokens, continuation tokens) per request, split the way lm-evaluation-harness does.
+
+        Trailing spaces of the context move to the continuation, then context + continuation is
+        encoded whole and the continuation is what follows the context's own encoding. That keeps
+        the tokens the model would see for the joined text. An empty context becomes the BOS (or EOS)
+        token, so the first continuation token is scored too.
+        """
+        contexts, continuations = [], []
+        for i, request in enumerate(requests):
+            if not isinstance(request, tuple | list) or len(request) != 2:
+                raise InvalidRequestError(
+                    f"request {i} must be a (context, continuation) pair, got {request!r}"
+                )
+            context, continuation = request
+            if not isinstance(context, str) or not isinstance(continuation, str):
+                raise InvalidRequestError(f"request {i}: context and continuation must be strings")
+            if not continuation:
+                raise InvalidRequestError(
+                    f"request {i}: the continuation is empty; there is nothing to score"
+                )
+            if apply_chat_template:
+                context = self.format_chat(context)
+            n_spaces = len(context) - len(context.rstrip())
+            if n_spaces:
+                continuation = context[-n_spaces:] + continuation
+                context = context[:-n_spaces]
+            contexts.append(context)
+            continuations.append(continuation)
+        whole = self._encode_many([c + x for c, x in zip(contexts, continuations, strict=True)])
+        ctx = self._encode_many(contexts)
+        pairs = []
+        for i, (context, w, c) in enumerate(zip(contexts, whole, ctx, strict=True)):
+            if not context:
+                pairs.append(([self._prefix_token_id], self._encode_many([continuations[i]])[0]))
+                continue
+            cont = w[len(c) :]
+            if not cont:
+                raise InvalidRequestError(f"request {i}: the continuation encodes to no tokens")
+            pairs.append((c, cont))
+        return pairs
+
+    # ------------------------------------------------------------------ scoring core
+    def _score(self, items: Sequence[_ScoreItem]) -> list[tuple[np.ndarray, bool]]:
+        """Per item: log-probs of its continuation tokens (n_cont,) and whether all are the argmax."""
+        rows, item_reads = self._plan_rows(items)
+        n_reads = sum(len(r.reads) for r in rows)
+        read_lp = np.zeros(n_reads, dtype=np.float64)
+        read_greedy = np.zeros(n_reads, dtype=bool)
+        enabled = self.progress and len(rows) >= _PROGRESS_MIN_ITEMS
+        with torch.inference_mode(), progress_bar("scoring", len(rows), enabled=enabled) as advance:
+            for prefix_len, members in self._group_by_prefix(rows):
+                self._run_group([rows[m] for m in members], prefix_len, read_lp, read_greedy, advance)
+        return [(read_lp[reads], bool(read_greedy[reads].all())) for reads in item_reads]
+
+    def _plan_rows(self, items: Sequence[_ScoreItem]) -> tuple[list[_Row], list[np.ndarray]]:
+        """Deduplicate inputs and let every input that is a prefix of another read from the longer one.
+
+        Sorting inputs lexicographically puts each input directly before the inputs it is a prefix of,
+        so one backward pass finds, for each input, the longest sequence that contains it. Rows come
+        back in lexicographic order, which puts rows with long shared prefixes next to each other.
+        """
+        by_input: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for idx, it in enumerate(items):
+            if it.n_cont < 1 or it.n_cont >= len(it.tokens):
+                raise InvalidRequestError("a scoring request needs a non-empty context and continuation")
+            by_input[it.input].append(idx)
+        ordered = sorted(by_input)
+        root_of: dict[tuple[int, ...], tuple[int, ...]] = {}
+        for i in range(len(ordered) - 1, -1, -1):
+            seq = ordered[i]
+            nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+            root_of[seq] = root_of[nxt] if nxt is not None and nxt[: len(seq)] == seq else seq
+        rows: dict[tuple[int, ...], _Row] = {}
+        item_reads: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(items)
+        n_reads = 0
+        for seq in ordered:
+            row = rows.setdefault(root_of[seq], _Row(tokens=root_of[seq], reads={}))
+            for idx in by_input[seq]:
+                it = items[idx]
+                first = len(it.tokens) - it.n_cont  # index of the first continuation token
+                reads = []
+                for j in range(it.n_cont):
+                    key = (first - 1 + j, it.tokens[first + j])  # predicted at the previous position
+                    if key not in row.reads:
+                        row.reads[key] = n_reads
+                        n_reads += 1
+                    reads.append(row.reads[key])
+                item_reads[idx] = np.asarray(reads, dtype=np.int64)
+        return [rows[r] for r in sorted(rows)], item_reads
+
+    def _group_by_prefix(self, rows: list[_Row]) -> list[tuple[int, list[int]]]:
+        """Split sorted rows into (shared prefix length, row indices) groups; 0 means no reuse.
+
+        Neighbours in lexicographic order share the longest prefixes. A group grows while the prefix
+        all its members share stays at least ``min_prefix_tokens`` long and keeps at least half of its
+        length, so a long few-shot prefix is not diluted into a short instruction shared by everything.
+        """
+        if not self.prefix_reuse:
+            return [(0, list(range(len(rows))))]
+        groups: list[tuple[int, list[int]]] = []
+        plain: list[int] = []
+        i = 0
+        while i < len(rows):
+            members, shared = [i], len(rows[i].tokens)
+            j = i + 1
+            while j < len(rows):
+                lcp = min(shared, _common_prefix_len(rows[i].tokens, rows[j].tokens))
+                if lcp < self.min_prefix_tokens or (len(members) > 1 and lcp < shared // 2):
+                    break
+                members.append(j)
+                shared = lcp
+                j += 1
+            # Every member keeps at least one token of its own to run on top of the prefix.
+            prefix_len = min(shared, min(len(rows[m].tokens) for m in members) - 1)
+            if len(members) > 1 and prefix_len >= self.min_prefix_tokens:
+                groups.append((prefix_len, members))
+            else:
+                plain.extend(members)
+            i = j
+        if plain:
+            groups.append((0, plain))
+        return groups
+
+    def _forward_states(self, ids: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> Any:
+        """Hidden states before the vocabulary head (or logits when the head cannot be split off)."""
+        if self._split_head:
+            return self._body(input_ids=ids, attention_mask=mask, **kwargs)
+        return self.model(input_ids=ids, attention_mask=mask, **kwargs)
+
+    def _states(self, out: Any) -> torch.Tensor:
+        return out.last_hidden_state if self._split_head else out.logits
+
+    def _log_softmax(self, states: torch.Tensor) -> torch.Tensor:
+        """(n, d) hidden states (or (n, vocab) logits) -> (n, vocab) float32 log-probs."""
+        logits = self._head(states) if self._split_head else states
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _run_group(
+        self,
+        rows: list[_Row],
+        prefix_len: int,
+        read_lp: np.ndarray,
+        read_greedy: np.ndarray,
+        advance: Any,
+    ) -> None:
+        """Score ``rows``; with ``prefix_len`` > 0 their first ``prefix_len`` tokens are run once."""
+        prefix_states = None
+        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if prefix_len:
+            prefix_ids = torch.tensor([rows[0].tokens[:prefix_len]], device=self.device)
+            out = self._forward_states(prefix_ids, torch.ones_like(prefix_ids), use_cache=True)
+            prefix_states = self._states(out)[0]
+            prefix_kv = _cache_tensors(_output_cache(out))
+
+        def run(batch: np.ndarray) -> None:
+            batch_rows = [rows[b] for b in batch]
+            ids, suffix_mask = self._right_padded([r.tokens[prefix_len:] for r in batch_rows])
+            kwargs: dict[str, Any] = {}
+            mask = suffix_mask
+            if prefix_len:
+                mask = torch.cat([torch.ones_like(ids[:, :1]).expand(-1, prefix_len), suffix_mask], dim=1)
+                kwargs[self._cache_kwarg] = _broadcast_cache(prefix_kv, len(batch_rows), self.model.config)
+                kwargs["position_ids"] = torch.arange(
+                    prefix_len, prefix_len + ids.shape[1], device=self.device
+                ).unsqueeze(0)
+                kwargs["use_cache"] = True
+            states = self._states(self._forward_states(ids, mask, **kwargs))
+            # Gather every read position of the batch into one (n, d) block, then project once.
+            blocks, read_pos, read_tok, read_idx = [], [], [], []
+            offset = 0
+            for k, r in enumerate(batch_rows):
+                positions = sorted({p for p, _ in r.reads})
+                local = {p: offset + n for n, p in enumerate(positions)}
+                offset += len(positions)
+                before = [p for p in positions if p < prefix_len]
+                if before:
+                    assert prefix_states is not None
+                    blocks.append(prefix_states[before])
+                after = [p - prefix_len for p in positions if p >= prefix_len]
+                if after:
+                    blocks.append(states[k, after])
+                for (p, tok), idx in r.reads.items():
+                    read_pos.append(local[p])
+                    read_tok.append(tok)
+                    read_idx.append(idx)
+            log_probs = self._log_softmax(torch.cat(blocks))
+            pos_t = torch.tensor(read_pos, device=log_probs.device)
+            tok_t = torch.tensor(read_tok, device=log_probs.device)
+            idx = np.asarray(read_idx)
+            read_lp[idx] = log_probs[pos_t, tok_t].double().cpu().numpy()
+            read_greedy[idx] = (log_probs.argmax(dim=-1)[pos_t] == tok_t).cpu().numpy()
+
+        self.planner.run([len(r.tokens) - prefix_len for r in rows], run, advance)
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad) if pad is not None else int(self._prefix_token_id or 0)
+
+    def _right_padded(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask), both (n, longest), padded on the right, on the model's device."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id(), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for k, s in enumerate(seqs):
+            ids[k, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[k, : len(s)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _left_padded(self, seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask) padded on the left, so every row's last token is real (generation)."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self._pad_id(), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for k, s in enumerate(seqs):
+            ids[k, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[k, width - len(s) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------ public API
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], *, apply_chat_template: bool = False
+    ) -> list[LoglikelihoodResult]:
+        if len(requests) == 0:
+            raise InvalidRequestError("loglikelihood got an empty request list")
+        pairs = self._encode_pairs(requests, apply_chat_template)
+        items = [_ScoreItem(tuple(c + x), len(x)) for c, x in pairs]
+        return [LoglikelihoodResult(float(lps.sum()), greedy, len(lps)) for lps, greedy in self._score(items)]
+
+    def label_log_probs(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        mode: LabelMode = "first_token",
+        length_normalize: bool = False,
+        apply_chat_template: bool = False,
+    ) -> np.ndarray:
+        if len(prompts) == 0:
+            raise InvalidRequestError("label_log_probs got no prompts")
+        if len(labels) == 0:
+            raise InvalidRequestError("label_log_probs got no labels")
+        for label in labels:
+            if not isinstance(label, str) or not label.strip():
+                raise InvalidRequestError(f"label {label!r} is empty; every label needs visible text")
+        if len(set(labels)) != len(labels):
+            raise InvalidRequestError(f"labels contain duplicates: {list(labels)}")
+        if mode not in ("first_token", "full_sequence"):
+            raise InvalidRequestError(f"mode must be 'first_token' or 'full_sequence', not {mode!r}")
+        n_labels = len(labels)
+        requests = [(p, label) for p in prompts for label in labels]
+        pairs = self._encode_pairs(requests, apply_chat_template)
+        if mode == "first_token":
+            items = []
+            for i in range(len(prompts)):
+                row = pairs[i * n_labels : (i + 1) * n_labels]
+                firsts = [cont[0] for _, cont in row]
+                if len(set(firsts)) != n_labels:
+                    seen: dict[int, str] = {}
+                    for label, tok in zip(labels, firsts, strict=True):
+                        if tok in seen:
+                            raise LabelCollisionError(
+                                f"labels {seen[tok]!r} and {label!r} start with the same token "
+                                f"({self.tokenizer.decode([tok])!r}) after prompt {i}; first-token scoring "
+                                "cannot tell them apart: use mode='full_sequence' or rename the labels"
+                            )
+                        seen[tok] = label
+                items.extend(
+                    _ScoreItem((*ctx, tok), 1) for (ctx, _), tok in zip(row, firsts, strict=True)
+                )
+        else:
+            items = [_ScoreItem(tuple(c + x), len(x)) for c, x in pairs]
+        scored = self._score(items)
+        values = np.array(
+            [lps.sum() / (len(lps) if length_normalize else 1) for lps, _ in scored], dtype=np.float64
+        )
+        return values.reshape(len(prompts), n_labels)
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        logits_processors: Sequence[Any] | None = None,
+        apply_chat_template: bool = False,
+    ) -> list[str]:
+        from transformers import LogitsProcessorList
+
+        if len(prompts) == 0:
+            raise InvalidRequestError("generate got no prompts")
+        if max_new_tokens < 1:
+            raise InvalidRequestError("max_new_tokens must be at least 1")
+        if do_sample and temperature <= 0:
+            raise InvalidRequestError("temperature must be positive when sampling")
+        texts = [self.format_chat(p) if apply_chat_template else p for p in prompts]
+        encoded = [ids or [self._prefix_token_id] for ids in self._encode_many(texts)]
+        outputs: list[str] = [""] * len(prompts)
+        if seed is not None:
+            torch.manual_seed(seed)
+        sampling = (
+            {"temperature": temperature, "top_p": top_p}
+            if do_sample
+            else {"temperature": None, "top_p": None}
+        )
+
+        def run(batch: np.ndarray) -> None:
+            ids, mask = self._left_padded([encoded[b] for b in batch])
+            width = ids.shape[1]
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                top_k=None,
+                pad_token_id=self._pad_id(),
+                logits_processor=LogitsProcessorList(list(logits_processors or [])),
+                **sampling,
+            )
+            new = out[:, width:].cpu()
+            for k, b in enumerate(batch):
+                outputs[b] = self.tokenizer.decode(new[k], skip_special_tokens=True)
+
+        # Generation memory grows with the new tokens too, so they count towards the batch budget.
+        lengths = [len(e) + max_new_tokens for e in encoded]
+        with (
+            torch.inference_mode(),
+            progress_bar(
+                "generating", len(prompts), enabled=self.progress and len(prompts) >= _PROGRESS_MIN_ITEMS // 4
+            ) as advance,
+        ):
+            self.planner.run(lengths, run, advance)
+        return outputs
+
+    def _normalise_layers(self, layers: Sequence[int]) -> list[int]:
+        if len(layers) == 0:
+            raise InvalidRequestError("hidden_states needs at least one layer")
+        out = []
+        for layer in layers:
+            if not isinstance(layer, int | np.integer):
+                raise InvalidRequestError(f"layer {layer!r} is not an integer")
+            value = int(layer) + (self.n_layers + 1 if layer < 0 else 0)
+            if not 0 <= value <= self.n_layers:
+                raise LayerOutOfRangeError(
+                    f"layer {layer} is out of range: {self.name} has layers 0 (embeddings) to {self.n_layers}"
+                )
+            out.append(value)
+        return sorted(set(out))
+
+    def iter_hidden_states(
+        self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
+    ) -> Iterator[tuple[np.ndarray, dict[int, np.ndarray]]]:
+        if len(texts) == 0:
+            raise InvalidRequestError("hidden_states got no texts")
+        if pooling not in ("last", "mean"):
+            raise InvalidRequestError(f"pooling must be 'last' or 'mean', not {pooling!r}")
+        wanted = self._normalise_layers(layers)
+        encoded = [ids or [self._prefix_token_id] for ids in self._encode_many(texts)]
+        deepest = max(wanted)
+        yield from self.planner.map(
+            [len(e) for e in encoded],
+            lambda batch: self._hidden_batch([encoded[b] for b in batch], wanted, deepest, pooling),
+        )
+
+    def _hidden_batch(
+        self, seqs: list[list[int]], wanted: list[int], deepest: int, pooling: Pooling
+    ) -> dict[int, np.ndarray]:
+        """Pooled residual stream of one right-padded batch; stops the forward after ``deepest``."""
+        ids, mask = self._right_padded(seqs)
+        lengths = mask.sum(dim=1)
+        captured: dict[int, torch.Tensor] = {}
+
+        def pool(h: torch.Tensor) -> torch.Tensor:
+            if pooling == "last":
+                return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
+            m = mask.unsqueeze(-1).to(h.dtype)
+            return (h * m).sum(dim=1) / lengths.unsqueeze(-1).to(h.dtype)
+
+        def capture(layer: int):
+            def hook(_module: Any, _args: Any, output: Any) -> None:
+                h = output[0] if isinstance(output, tuple) else output
+                captured[layer] = pool(h).float().cpu()
+                if layer == deepest:
+                    raise _StopForward
+
+            return hook
+
+        def capture_embeddings(_module: Any, args: Any, kwargs: Any) -> None:
+            h = args[0] if args else kwargs["hidden_states"]
+            captured[0] = pool(h).float().cpu()
+            if deepest == 0:
+                raise _StopForward
+
+        handles = []
+        if 0 in wanted:
+            handles.append(
+                self._decoder_layers[0].register_forward_pre_hook(capture_embeddings, with_kwargs=True)
+            )
+        for layer in wanted:
+            if layer > 0:
+                handles.append(self._decoder_layers[layer - 1].register_forward_hook(capture(layer)))
+        try:
+            with torch.inference_mode():
+                self._body(input_ids=ids, attention_mask=mask, use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {layer: captured[layer].numpy() for layer in wanted}
+
+    def hidden_states(
+        self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
+    ) -> dict[int, np.ndarray]:
+        wanted = self._normalise_layers(layers)
+        out = {layer: np.zeros((len(texts), self.hidden_size), dtype=np.float32) for layer in wanted}
+        with progress_bar(
+            "hidden states", len(texts), enabled=self.progress and len(texts) >= _PROGRESS_MIN_ITEMS
+        ) as advance:
+            for batch, pooled in self.iter_hidden_states(texts, wanted, pooling=pooling):
+                for layer, values in pooled.items():
+                    out[layer][batch] = values
+                advance(len(batch))
+        return out
+
+
+def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer from a transformers cache object of any recent version."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache, strict=True))
+    return [(k, v) for k, v in cache]
+
+
+def _broadcast_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], batch: int, config: Any) -> Any:
+    """A fresh cache holding the prefix's keys and values for each of ``batch`` rows.
+
+    ``expand`` makes views, not copies; the forward pass concatenates new keys onto them, which
+    allocates once per layer, so the prefix is never copied ``batch`` times up front.
+    """
+    from transformers import DynamicCache
+
+    try:
+        cache = DynamicCache(config=config)
+    except TypeError:  # older transformers
+        cache = DynamicCache()
+    for layer_idx, (k, v) in enumerate(kv):
+        cache.update(k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:]), layer_idx)
+    return cache
+
+
+def _output_cache(out: Any) -> Any:
+    """The KV cache of a forward output (``cache`` in newer transformers, ``past_key_values`` before)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values

@@ -1,0 +1,98 @@
+"""The one protocol every method talks to.
+
+Methods ask a backend for numbers -- log-likelihoods, label log-probs, generations, hidden states --
+and never touch a concrete model class. Batching, caching and padding live once, behind this waist
+(the shape of lm-evaluation-harness's ``LM`` API), not in each method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+LabelMode = Literal["first_token", "full_sequence"]
+Pooling = Literal["last", "mean"]
+
+
+@dataclass(frozen=True)
+class LoglikelihoodResult:
+    """Log-likelihood of one continuation given its context.
+
+    ``logprob`` is the summed log-probability of the continuation's tokens; ``is_greedy`` says whether
+    greedy decoding from the context would produce exactly those tokens; ``n_tokens`` is how many
+    tokens the continuation has (for length normalisation).
+    """
+
+    logprob: float
+    is_greedy: bool
+    n_tokens: int
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a method may ask of a model. ``HFBackend`` is the reference implementation."""
+
+    name: str
+    n_layers: int
+    hidden_size: int
+
+    def loglikelihood(
+        self, requests: Sequence[tuple[str, str]], *, apply_chat_template: bool = False
+    ) -> list[LoglikelihoodResult]:
+        """Score each (context, continuation) pair."""
+        ...
+
+    def label_log_probs(
+        self,
+        prompts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        mode: LabelMode = "first_token",
+        length_normalize: bool = False,
+        apply_chat_template: bool = False,
+    ) -> np.ndarray:
+        """Log-probability of each label after each prompt: array (n_prompts, n_labels).
+
+        ``first_token``: log p(first token of the label | prompt), one forward pass per prompt.
+        ``full_sequence``: summed log-prob of all the label's tokens (divided by their number when
+        ``length_normalize``). Values are raw (not renormalised over the labels).
+        """
+        ...
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        logits_processors: Sequence[Any] | None = None,
+        apply_chat_template: bool = False,
+    ) -> list[str]:
+        """Continue each prompt; returns only the newly generated text."""
+        ...
+
+    def hidden_states(
+        self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
+    ) -> dict[int, np.ndarray]:
+        """Residual stream after each requested layer, pooled per text: {layer: array (n_texts, d)}.
+
+        Layer 0 is the embedding output; layer l >= 1 is the output of decoder block l (before any
+        final norm).
+        """
+        ...
+
+    def iter_hidden_states(
+        self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
+    ) -> Iterator[tuple[np.ndarray, dict[int, np.ndarray]]]:
+        """Like ``hidden_states`` but streamed: yields (indices into ``texts``, {layer: (b, d)}) per batch."""
+        ...
+
+    def format_chat(self, prompt: str) -> str:
+        """``prompt`` as a user turn in the model's chat template, ready for the assistant's answer."""
+        ...

@@ -1,0 +1,31 @@
+"""Typed errors that speak to the user: each says what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class BiasAuditError(Exception):
+    """Base class of every error biasaudit raises on purpose."""
+
+
+class ModelNotFoundError(BiasAuditError, FileNotFoundError):
+    """A model spec (path, .gguf file, hub id) could not be resolved to weights."""
+
+
+class HubUnreachableError(ModelNotFoundError):
+    """A hub id is not cached locally and the hub cannot be reached."""
+
+
+class InvalidRequestError(BiasAuditError, ValueError):
+    """A request to the backend is malformed (empty list, empty label, bad layer index...)."""
+
+
+class LabelCollisionError(InvalidRequestError):
+    """Two labels share their first token, so first-token scoring cannot tell them apart."""
+
+
+class LayerOutOfRangeError(InvalidRequestError, IndexError):
+    """A layer index outside [0, n_layers]."""
+
+
+class CacheCorruptError(BiasAuditError):
+    """A cache entry exists but cannot be read; it is recomputed, never reused."""

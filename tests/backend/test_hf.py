@@ -1,0 +1,263 @@
+"""HFBackend: every speed trick equals the plain computation, and the maths matches a hand computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from biasaudit.backend import Backend
+from biasaudit.backend.hf import HFBackend
+from biasaudit.errors import InvalidRequestError, LabelCollisionError, LayerOutOfRangeError
+
+DEMOS = "".join(
+    f"Review: {text}\nSentiment: {label}\n\n"
+    for text, label in [
+        ("a warm, funny and moving film", "positive"),
+        ("dull, slow and far too long", "negative"),
+        ("the cast is wonderful", "positive"),
+        ("i wanted my money back", "negative"),
+    ]
+)
+QUERIES = ["loved every minute", "not good", "an absolute mess of a script, from start to end", "fine"]
+PROMPTS = [f"{DEMOS}Review: {q}\nSentiment:" for q in QUERIES]
+LABELS = [" positive", " negative"]
+MIXED = [
+    ("The capital of France is", " Paris"),
+    ("Once upon a time, in a land far away, there lived a", " king who ruled wisely"),
+    ("2 + 2 =", " 4"),
+    ("", "Hello world"),
+    ("She said", " that it was over."),
+    ("The capital of France is", " Lyon"),
+]
+
+
+def plain(backend: HFBackend, **overrides) -> HFBackend:
+    """The same model with every trick off: one request per forward, no prefix reuse."""
+    kwargs = {"batch_size": 1, "prefix_reuse": False, "progress": False}
+    kwargs.update(overrides)
+    return HFBackend(backend.model, backend.tokenizer, **kwargs)
+
+
+def hand_continuation_logprobs(backend: HFBackend, context: str, continuation: str) -> np.ndarray:
+    """Log-probs of the continuation tokens from one full forward over the joined text."""
+    tok = backend.tokenizer
+    ctx = tok(context, add_special_tokens=False).input_ids
+    whole = tok(context + continuation, add_special_tokens=False).input_ids
+    cont = whole[len(ctx) :]
+    with torch.no_grad():
+        logits = backend.model(torch.tensor([whole])).logits[0].log_softmax(-1)
+    return np.array([logits[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont)])
+
+
+def test_hf_backend_satisfies_protocol(tiny_backend):
+    assert isinstance(tiny_backend, Backend)
+
+
+def test_batched_equals_unbatched(tiny_backend):
+    batched = tiny_backend.loglikelihood(MIXED)
+    single = plain(tiny_backend).loglikelihood(MIXED)
+    np.testing.assert_allclose([r.logprob for r in batched], [r.logprob for r in single], atol=1e-4, rtol=0)
+    assert [r.is_greedy for r in batched] == [r.is_greedy for r in single]
+    assert [r.n_tokens for r in batched] == [r.n_tokens for r in single]
+
+
+def test_loglikelihood_matches_hand_computation(tiny_backend):
+    for (context, continuation), result in zip(MIXED[:3], tiny_backend.loglikelihood(MIXED[:3]), strict=True):
+        expected = hand_continuation_logprobs(tiny_backend, context, continuation)
+        assert result.n_tokens == len(expected)
+        assert result.logprob == pytest.approx(expected.sum(), abs=1e-4)
+
+
+def test_trailing_space_moves_to_continuation(tiny_backend):
+    """lm-eval's split: 'is ' + 'Paris' scores the same tokens as 'is' + ' Paris'."""
+    a, b = tiny_backend.loglikelihood([("The capital of France is ", "Paris"), ("The capital of France is", " Paris")])
+    assert a == b
+
+
+def test_is_greedy_is_true_for_the_argmax_continuation(tiny_backend):
+    tok = tiny_backend.tokenizer
+    ids = tok("The capital of France is", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        best = int(tiny_backend.model(torch.tensor([ids])).logits[0, -1].argmax())
+    continuation = tok.decode([best])
+    (result,) = tiny_backend.loglikelihood([("The capital of France is", continuation)])
+    retok = tok("The capital of France is" + continuation, add_special_tokens=False).input_ids[len(ids) :]
+    assert result.is_greedy == (retok == [best])
+
+
+def test_prefix_reuse_equals_no_reuse_and_runs_fewer_tokens(tiny_backend):
+    calls: list[int] = []
+    original = tiny_backend._forward_states
+
+    def counting(ids, mask, **kwargs):
+        calls.append(int(ids.numel()))
+        return original(ids, mask, **kwargs)
+
+    tiny_backend._forward_states = counting
+    reused = tiny_backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
+    reused_tokens = sum(calls)
+    calls.clear()
+    no_reuse_backend = plain(tiny_backend, batch_size="auto")
+    no_reuse_backend._forward_states = counting
+    no_reuse = no_reuse_backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
+    np.testing.assert_allclose(reused, no_reuse, atol=1e-4, rtol=0)
+    assert reused_tokens < sum(calls) / 2
+
+
+def test_first_token_scoring_runs_one_row_per_prompt(tiny_backend):
+    rows, _ = tiny_backend._plan_rows(
+        [it for p in PROMPTS for it in _first_token_items(tiny_backend, p, [" positive", " negative", " neutral"])]
+    )
+    assert len(rows) == len(PROMPTS)
+
+
+def _first_token_items(backend, prompt, labels):
+    from biasaudit.backend.hf import _ScoreItem
+
+    pairs = backend._encode_pairs([(prompt, label) for label in labels], False)
+    return [_ScoreItem((*ctx, cont[0]), 1) for ctx, cont in pairs]
+
+
+def test_label_log_probs_first_token_matches_logits(tiny_backend):
+    got = tiny_backend.label_log_probs(PROMPTS, LABELS)
+    tok = tiny_backend.tokenizer
+    for i, prompt in enumerate(PROMPTS):
+        ids = tok(prompt, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            last = tiny_backend.model(torch.tensor([ids])).logits[0, -1].log_softmax(-1)
+        for j, label in enumerate(LABELS):
+            first = tok(prompt + label, add_special_tokens=False).input_ids[len(ids)]
+            assert got[i, j] == pytest.approx(last[first].item(), abs=1e-4)
+
+
+def test_label_log_probs_full_sequence_and_length_normalisation(tiny_backend):
+    labels = [" very positive indeed", " negative"]
+    total = tiny_backend.label_log_probs(PROMPTS[:2], labels, mode="full_sequence")
+    normalised = tiny_backend.label_log_probs(PROMPTS[:2], labels, mode="full_sequence", length_normalize=True)
+    for i, prompt in enumerate(PROMPTS[:2]):
+        for j, label in enumerate(labels):
+            expected = hand_continuation_logprobs(tiny_backend, prompt, label)
+            assert total[i, j] == pytest.approx(expected.sum(), abs=1e-4)
+            assert normalised[i, j] == pytest.approx(expected.mean(), abs=1e-4)
+
+
+def test_hidden_states_match_output_hidden_states(tiny_backend):
+    texts = ["hello there", "a much longer sentence, used to test padding", "x"]
+    layers = [0, 1, 2]
+    got_last = tiny_backend.hidden_states(texts, layers, pooling="last")
+    got_mean = tiny_backend.hidden_states(texts, layers, pooling="mean")
+    model, tok = tiny_backend.model, tiny_backend.tokenizer
+    for i, text in enumerate(texts):
+        ids = torch.tensor([tok(text, add_special_tokens=False).input_ids])
+        with torch.no_grad():
+            hs = model(ids, output_hidden_states=True).hidden_states
+        for layer in (0, 1):  # HF's entries before the last are the raw residual stream
+            np.testing.assert_allclose(got_last[layer][i], hs[layer][0, -1].numpy(), atol=1e-5)
+            np.testing.assert_allclose(got_mean[layer][i], hs[layer][0].mean(0).numpy(), atol=1e-5)
+        # HF applies the final norm to its last entry; ours is the block output before that norm.
+        normed = model.model.norm(torch.from_numpy(got_last[2][i])[None]).numpy()[0]
+        np.testing.assert_allclose(normed, hs[2][0, -1].numpy(), atol=1e-4)
+
+
+def test_hidden_states_stream_in_batches_and_accept_negative_layers(tiny_backend):
+    backend = HFBackend(tiny_backend.model, tiny_backend.tokenizer, batch_size=2, progress=False)
+    texts = [f"sentence number {i} " * (i % 4 + 1) for i in range(7)]
+    batches = list(backend.iter_hidden_states(texts, [-1]))
+    assert [len(b) for b, _ in batches] == [2, 2, 2, 1]
+    assert sorted(np.concatenate([b for b, _ in batches]).tolist()) == list(range(7))
+    whole = tiny_backend.hidden_states(texts, [2])[2]
+    for batch, pooled in batches:
+        np.testing.assert_allclose(pooled[2], whole[batch], atol=1e-4, rtol=1e-5)
+
+
+def test_generate_batched_equals_one_at_a_time(tiny_backend):
+    prompts = ["The capital of France is", "Hi", "A long prompt that needs a lot of left padding for the others"]
+    batched = tiny_backend.generate(prompts, max_new_tokens=6)
+    single = [plain(tiny_backend).generate([p], max_new_tokens=6)[0] for p in prompts]
+    assert batched == single
+
+
+def test_generate_applies_logits_processors(tiny_backend):
+    from transformers import LogitsProcessor
+
+    forced = tiny_backend.tokenizer(" banana", add_special_tokens=False).input_ids[0]
+
+    class Force(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            out = torch.full_like(scores, -float("inf"))
+            out[:, forced] = 0.0
+            return out
+
+    out = tiny_backend.generate(["Hello", "The weather today"], max_new_tokens=3, logits_processors=[Force()])
+    assert out == [" banana banana banana"] * 2
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_backend):
+    kwargs = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "seed": 3}
+    assert tiny_backend.generate(["Once upon"], **kwargs) == tiny_backend.generate(["Once upon"], **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda b: b.loglikelihood([]), InvalidRequestError),
+        (lambda b: b.loglikelihood([("context", "")]), InvalidRequestError),
+        (lambda b: b.loglikelihood([("context",)]), InvalidRequestError),
+        (lambda b: b.label_log_probs([], LABELS), InvalidRequestError),
+        (lambda b: b.label_log_probs(PROMPTS, []), InvalidRequestError),
+        (lambda b: b.label_log_probs(PROMPTS, [" positive", ""]), InvalidRequestError),
+        (lambda b: b.label_log_probs(PROMPTS, [" positive", "  "]), InvalidRequestError),
+        (lambda b: b.label_log_probs(PROMPTS, [" yes", " yes"]), InvalidRequestError),
+        (lambda b: b.label_log_probs(PROMPTS, LABELS, mode="middle"), InvalidRequestError),
+        (lambda b: b.hidden_states(["text"], [3]), LayerOutOfRangeError),
+        (lambda b: b.hidden_states(["text"], [-4]), LayerOutOfRangeError),
+        (lambda b: b.hidden_states(["text"], []), InvalidRequestError),
+        (lambda b: b.hidden_states([], [1]), InvalidRequestError),
+        (lambda b: b.hidden_states(["text"], [1], pooling="max"), InvalidRequestError),
+        (lambda b: b.generate([], max_new_tokens=2), InvalidRequestError),
+        (lambda b: b.generate(["x"], max_new_tokens=0), InvalidRequestError),
+    ],
+)
+def test_bad_requests_raise_typed_errors(tiny_backend, call, error):
+    with pytest.raises(error):
+        call(tiny_backend)
+
+
+def test_labels_sharing_a_first_token_are_refused_in_first_token_mode(tiny_backend):
+    labels = [" Yes", " Yes!"]
+    with pytest.raises(LabelCollisionError, match="full_sequence"):
+        tiny_backend.label_log_probs(["Is it?"], labels)
+    scores = tiny_backend.label_log_probs(["Is it?"], labels, mode="full_sequence")
+    assert scores.shape == (1, 2) and scores[0, 0] > scores[0, 1]  # the longer label adds a token
+
+
+# ----------------------------------------------------------------- the real default model
+@pytest.mark.slow
+def test_default_model_batched_equals_unbatched(default_backend):
+    batched = default_backend.label_log_probs(PROMPTS, LABELS)
+    single = plain(default_backend).label_log_probs(PROMPTS, LABELS)
+    np.testing.assert_allclose(batched, single, atol=1e-4, rtol=0)
+    full = default_backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
+    np.testing.assert_allclose(full, batched, atol=1e-4)  # both labels are single tokens
+
+
+@pytest.mark.slow
+def test_default_model_knows_facts_and_follows_chat_template(default_backend):
+    paris, lyon = default_backend.loglikelihood([("The capital of France is", " Paris"), ("The capital of France is", " Lyon")])
+    assert paris.is_greedy and paris.logprob > lyon.logprob
+    (answer,) = default_backend.generate(["What is the capital of France?"], max_new_tokens=16, apply_chat_template=True)
+    assert "Paris" in answer
+    assert default_backend.format_chat("hi").endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.slow
+def test_default_model_hidden_states_match_transformers(default_backend):
+    texts = ["The nurse said", "He is an engineer who builds bridges"]
+    got = default_backend.hidden_states(texts, [4, 15])
+    tok, model = default_backend.tokenizer, default_backend.model
+    for i, text in enumerate(texts):
+        with torch.no_grad():
+            hs = model(torch.tensor([tok(text).input_ids]), output_hidden_states=True).hidden_states
+        for layer in (4, 15):
+            np.testing.assert_allclose(got[layer][i], hs[layer][0, -1].numpy(), atol=1e-4)

@@ -1,0 +1,90 @@
+"""Shared fixtures: a tiny random model for fast maths checks, the real default model for the rest.
+
+The tiny model borrows the default model's tokenizer, so both share one vocabulary and the same
+tokenisation traps (no BOS, ``<|im_end|>`` as padding).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> str:
+    from biasaudit.models import resolve_model_path
+
+    path, _ = resolve_model_path("default")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_model_dir: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def build_tiny_model(vocab_size: int, seed: int = 0):
+    """A 2-layer Llama with random weights: same code paths as the real model, milliseconds per call."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        initializer_range=0.2,  # larger than default so predictions are far from uniform
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tokenizer):
+    return build_tiny_model(len(tokenizer))
+
+
+@pytest.fixture
+def tiny_backend(tiny_model, tokenizer):
+    from biasaudit.backend.hf import HFBackend
+
+    return HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4)
+
+
+@pytest.fixture(scope="session")
+def default_backend():
+    from biasaudit.backend.hf import HFBackend
+
+    return HFBackend.from_spec("default", progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _offline_hub(monkeypatch):
+    """Tests never reach for the network: the hub is unreachable here anyway, and this keeps it fast."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield
+
+
+def shared_data_or_skip(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found: the shared datasets live beside the repo in CI only")
+    return path
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
