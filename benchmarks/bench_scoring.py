@@ -26,6 +26,7 @@ It prints a table and writes ``benchmarks/results/scoring.json``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -97,8 +98,10 @@ def unique_workload(test: Sequence[tuple[int, str]], n_requests: int, seed: int)
         n = rng.randint(1, 6)
         chunk = [sentences[(start + k) % len(sentences)] for k in range(n + 1)]
         context = " ".join(chunk[:n])
-        continuation = f" {rng.choice(list(LABEL_WORDS.values()))}" if i % 2 == 0 else " " + " ".join(
-            chunk[n].split()[:3]
+        continuation = (
+            f" {rng.choice(list(LABEL_WORDS.values()))}"
+            if i % 2 == 0
+            else " " + " ".join(chunk[n].split()[:3])
         )
         requests.append((context, continuation))
     return requests
@@ -122,7 +125,7 @@ def shared_prefix_fraction(pairs: Sequence[TokenPair]) -> float:
     """Share of all tokens that repeat the longest common prefix with a lexicographic neighbour."""
     seqs = sorted(tuple(c + x) for c, x in pairs)
     shared = 0
-    for a, b in zip(seqs, seqs[1:], strict=False):
+    for a, b in itertools.pairwise(seqs):
         n = 0
         while n < min(len(a), len(b)) and a[n] == b[n]:
             n += 1
@@ -164,14 +167,10 @@ def backend_scores(backend: Any, requests: Sequence[Request]) -> np.ndarray:
     return np.array([r.logprob for r in backend.loglikelihood(list(requests))], dtype=np.float64)
 
 
-def timed(fn: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.ndarray]:
-    """Fastest wall time of ``repeats`` calls, and the result of the last one."""
-    best, result = float("inf"), np.empty(0)
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------ machine
@@ -222,37 +221,43 @@ def run_workload(
     lengths = [len(c) + len(x) for c, x in pairs]
     print(f"\n[{name}] {len(requests)} requests, {n_tokens} tokens (mean {np.mean(lengths):.0f})", flush=True)
 
-    timings: dict[str, float] = {}
-    scores: dict[str, np.ndarray] = {}
-
-    timings["naive"], scores["naive"] = timed(lambda: naive_scores(model, tokenizer, requests), 1)
-    print(f"  naive                {timings['naive']:8.2f} s", flush=True)
-
     step = max(1, len(requests) // sweep_requests)
     subset = requests[::step][:sweep_requests]
     sweep: dict[int, float] = {}
     for bs in batch_sizes:
         lm = make_lm_eval(model, tokenizer, bs)
-        sweep[bs] = timed(lambda lm=lm: lm_eval_scores(lm, subset), 1)[0]
-        print(f"  lm-eval bs={bs:<3} subset {sweep[bs]:8.2f} s ({len(subset)} requests)", flush=True)
+        sweep[bs] = timed(lambda lm=lm: lm_eval_scores(lm, subset))
+        print(f"  lm-eval sweep bs={bs:<3} {sweep[bs]:8.2f} s ({len(subset)} requests)", flush=True)
     best_bs = min(sweep, key=sweep.__getitem__)
-    lm = make_lm_eval(model, tokenizer, best_bs)
-    timings["lm-eval"], scores["lm-eval"] = timed(lambda: lm_eval_scores(lm, requests), repeats)
-    print(f"  lm-eval bs={best_bs:<3}        {timings['lm-eval']:8.2f} s", flush=True)
 
-    effective_reuse = {}
-    for key, reuse in (("ours", True), ("ours (no prefix reuse)", False)):
-        backend = HFBackend(model, tokenizer, prefix_reuse=reuse, progress=False)
-        effective_reuse[key] = backend.prefix_reuse
-        backend_scores(backend, requests[:2])  # warm-up
-        timings[key], scores[key] = timed(lambda backend=backend: backend_scores(backend, requests), repeats)
-        print(f"  {key:<21}{timings[key]:8.2f} s", flush=True)
+    lm = make_lm_eval(model, tokenizer, best_bs)
+    backends = {
+        key: HFBackend(model, tokenizer, prefix_reuse=reuse, progress=False)
+        for key, reuse in (("ours", True), ("ours (no prefix reuse)", False))
+    }
+    runners: dict[str, Callable[[], np.ndarray]] = {
+        "naive": lambda: naive_scores(model, tokenizer, requests),
+        "lm-eval": lambda: lm_eval_scores(lm, requests),
+        **{key: (lambda b=b: backend_scores(b, requests)) for key, b in backends.items()},
+    }
+    # Rounds interleave the scorers and each keeps its fastest round, so a burst of load from other
+    # processes on a shared machine does not land on one scorer only.
+    rounds: dict[str, list[float]] = {key: [] for key in runners}
+    scores: dict[str, np.ndarray] = {}
+    for r in range(repeats):
+        for key, fn in runners.items():
+            start = time.perf_counter()
+            scores[key] = fn()
+            rounds[key].append(time.perf_counter() - start)
+            print(f"  round {r + 1} {key:<22}{rounds[key][-1]:8.2f} s", flush=True)
+    timings = {key: min(seconds) for key, seconds in rounds.items()}
 
     scorers = {}
     for key, seconds in timings.items():
         tokens_per_s = n_tokens / seconds
         scorers[key] = {
             "seconds": seconds,
+            "seconds_per_round": rounds[key],
             "tokens_per_s": tokens_per_s,
             "speedup_vs_naive": timings["naive"] / seconds,
             "speedup_vs_lm_eval": timings["lm-eval"] / seconds,
@@ -260,8 +265,8 @@ def run_workload(
             "flop_utilisation": 2 * n_params * tokens_per_s / flops_per_s,
         }
     scorers["lm-eval"]["batch_size"] = best_bs
-    for key, reuse in effective_reuse.items():
-        scorers[key]["prefix_reuse_effective"] = reuse
+    for key, b in backends.items():
+        scorers[key]["prefix_reuse_effective"] = b.prefix_reuse
     return {
         "n_requests": len(requests),
         "n_tokens": n_tokens,
@@ -303,7 +308,13 @@ def check_targets(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         key = "speedup_vs_lm_eval" if baseline == "lm-eval" else "speedup_vs_naive"
         value = results[workload]["scorers"]["ours"][key]
         checks.append(
-            {"workload": workload, "baseline": baseline, "target": target, "value": value, "met": value >= target}
+            {
+                "workload": workload,
+                "baseline": baseline,
+                "target": target,
+                "value": value,
+                "met": value >= target,
+            }
         )
         verdict = "MET" if value >= target else "NOT MET"
         print(f"target ours >= {target:g}x {baseline} on {workload}: {value:.2f}x -> {verdict}")
@@ -318,7 +329,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-sizes", default="1,4,8,16,32", help="lm-eval batch sizes to sweep")
     parser.add_argument("--sweep-requests", type=int, default=32, help="requests in the lm-eval sweep")
-    parser.add_argument("--repeats", type=int, default=1, help="timed calls per batched scorer (min kept)")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved timing rounds (fastest kept)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
@@ -344,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
+    from biasaudit.backend.hf import HFBackend
     from biasaudit.models import load_model
 
     info = machine_info()
@@ -360,6 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tiny = [("Review: fine\nSentiment:", " positive"), ("Review: bad\nSentiment:", " negative")]
     naive_scores(model, tokenizer, tiny)
     lm_eval_scores(make_lm_eval(model, tokenizer, 2), tiny)
+    for reuse in (True, False):
+        backend_scores(HFBackend(model, tokenizer, prefix_reuse=reuse, progress=False), tiny)
 
     train, test = read_sst2(train_path), read_sst2(test_path)
     workloads = {
@@ -369,7 +383,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     results = {
         name: run_workload(
-            name, reqs, model, tokenizer, batch_sizes, args.sweep_requests, args.repeats, flops_per_s, n_params
+            name,
+            reqs,
+            model,
+            tokenizer,
+            batch_sizes,
+            args.sweep_requests,
+            args.repeats,
+            flops_per_s,
+            n_params,
         )
         for name, reqs in workloads.items()
     }

@@ -259,7 +259,7 @@ def load_model(
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dt, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dt, **kwargs)
     except OSError as exc:
         raise ModelNotFoundError(f"could not load model {spec!r}: {exc}") from exc
     if tokenizer.pad_token_id is None:

@@ -17,7 +17,7 @@ def test_missing_paths_raise_model_not_found(tmp_path):
         models.load_model(str(tmp_path / "nope"))
     with pytest.raises(ModelNotFoundError, match="GGUF"):
         models.load_model(str(tmp_path / "model.gguf"))
-    with pytest.raises(ModelNotFoundError, match="config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):
         models.load_model(str(tmp_path))
 
 

@@ -201,7 +201,8 @@ class HFBackend:
     ) -> list[tuple[list[int], list[int]]]:
         """(context tokens, continuation tokens) per request, split the way lm-evaluation-harness does.
 
-        Trailing spaces of the context move to the continuation, then context + continuation is
+        Trailing whitespace of the context moves to the continuation (not after a chat template,
+        whose final newline belongs to the template), then context + continuation is
         encoded whole and the continuation is what follows the context's own encoding. That keeps
         the tokens the model would see for the joined text. An empty context becomes the BOS (or EOS)
         token, so the first continuation token is scored too.
@@ -220,11 +221,13 @@ class HFBackend:
                     f"request {i}: the continuation is empty; there is nothing to score"
                 )
             if apply_chat_template:
+                # The template's own trailing newline is structure, not the start of the answer.
                 context = self.format_chat(context)
-            n_spaces = len(context) - len(context.rstrip())
-            if n_spaces:
-                continuation = context[-n_spaces:] + continuation
-                context = context[:-n_spaces]
+            else:
+                n_spaces = len(context) - len(context.rstrip())
+                if n_spaces:
+                    continuation = context[-n_spaces:] + continuation
+                    context = context[:-n_spaces]
             contexts.append(context)
             continuations.append(continuation)
         whole = self._encode_many([c + x for c, x in zip(contexts, continuations, strict=True)])
@@ -450,8 +453,8 @@ class HFBackend:
         n_labels = len(labels)
         requests = [(p, label) for p in prompts for label in labels]
         pairs = self._encode_pairs(requests, apply_chat_template)
+        items: list[_ScoreItem] = []
         if mode == "first_token":
-            items = []
             for i in range(len(prompts)):
                 row = pairs[i * n_labels : (i + 1) * n_labels]
                 firsts = [cont[0] for _, cont in row]
@@ -465,9 +468,7 @@ class HFBackend:
                                 "cannot tell them apart: use mode='full_sequence' or rename the labels"
                             )
                         seen[tok] = label
-                items.extend(
-                    _ScoreItem((*ctx, tok), 1) for (ctx, _), tok in zip(row, firsts, strict=True)
-                )
+                items.extend(_ScoreItem((*ctx, tok), 1) for (ctx, _), tok in zip(row, firsts, strict=True))
         else:
             items = [_ScoreItem(tuple(c + x), len(x)) for c, x in pairs]
         scored = self._score(items)

@@ -71,7 +71,9 @@ def test_loglikelihood_matches_hand_computation(tiny_backend):
 
 def test_trailing_space_moves_to_continuation(tiny_backend):
     """lm-eval's split: 'is ' + 'Paris' scores the same tokens as 'is' + ' Paris'."""
-    a, b = tiny_backend.loglikelihood([("The capital of France is ", "Paris"), ("The capital of France is", " Paris")])
+    a, b = tiny_backend.loglikelihood(
+        [("The capital of France is ", "Paris"), ("The capital of France is", " Paris")]
+    )
     assert a == b
 
 
@@ -107,7 +109,11 @@ def test_prefix_reuse_equals_no_reuse_and_runs_fewer_tokens(tiny_backend):
 
 def test_first_token_scoring_runs_one_row_per_prompt(tiny_backend):
     rows, _ = tiny_backend._plan_rows(
-        [it for p in PROMPTS for it in _first_token_items(tiny_backend, p, [" positive", " negative", " neutral"])]
+        [
+            it
+            for p in PROMPTS
+            for it in _first_token_items(tiny_backend, p, [" positive", " negative", " neutral"])
+        ]
     )
     assert len(rows) == len(PROMPTS)
 
@@ -134,7 +140,9 @@ def test_label_log_probs_first_token_matches_logits(tiny_backend):
 def test_label_log_probs_full_sequence_and_length_normalisation(tiny_backend):
     labels = [" very positive indeed", " negative"]
     total = tiny_backend.label_log_probs(PROMPTS[:2], labels, mode="full_sequence")
-    normalised = tiny_backend.label_log_probs(PROMPTS[:2], labels, mode="full_sequence", length_normalize=True)
+    normalised = tiny_backend.label_log_probs(
+        PROMPTS[:2], labels, mode="full_sequence", length_normalize=True
+    )
     for i, prompt in enumerate(PROMPTS[:2]):
         for j, label in enumerate(labels):
             expected = hand_continuation_logprobs(tiny_backend, prompt, label)
@@ -172,7 +180,11 @@ def test_hidden_states_stream_in_batches_and_accept_negative_layers(tiny_backend
 
 
 def test_generate_batched_equals_one_at_a_time(tiny_backend):
-    prompts = ["The capital of France is", "Hi", "A long prompt that needs a lot of left padding for the others"]
+    prompts = [
+        "The capital of France is",
+        "Hi",
+        "A long prompt that needs a lot of left padding for the others",
+    ]
     batched = tiny_backend.generate(prompts, max_new_tokens=6)
     single = [plain(tiny_backend).generate([p], max_new_tokens=6)[0] for p in prompts]
     assert batched == single
@@ -244,11 +256,28 @@ def test_default_model_batched_equals_unbatched(default_backend):
 
 @pytest.mark.slow
 def test_default_model_knows_facts_and_follows_chat_template(default_backend):
-    paris, lyon = default_backend.loglikelihood([("The capital of France is", " Paris"), ("The capital of France is", " Lyon")])
+    paris, lyon = default_backend.loglikelihood(
+        [("The capital of France is", " Paris"), ("The capital of France is", " Lyon")]
+    )
     assert paris.is_greedy and paris.logprob > lyon.logprob
-    (answer,) = default_backend.generate(["What is the capital of France?"], max_new_tokens=16, apply_chat_template=True)
+    (answer,) = default_backend.generate(
+        ["What is the capital of France?"], max_new_tokens=16, apply_chat_template=True
+    )
     assert "Paris" in answer
     assert default_backend.format_chat("hi").endswith("<|im_start|>assistant\n")
+    # The template's final newline stays in the context: the answer's first token is the label itself.
+    ((_ctx, cont),) = default_backend._encode_pairs([("Is the sky blue?", "Yes")], apply_chat_template=True)
+    assert default_backend.tokenizer.decode(cont) == "Yes"
+    got = default_backend.label_log_probs(["Is the sky blue?"], ["Yes", "No"], apply_chat_template=True)
+    tok = default_backend.tokenizer
+    ids = tok(default_backend.format_chat("Is the sky blue?"), add_special_tokens=False).input_ids
+    with torch.no_grad():
+        last = default_backend.model(torch.tensor([ids])).logits[0, -1].log_softmax(-1)
+    expected = [
+        last[tok("Yes", add_special_tokens=False).input_ids[0]],
+        last[tok("No", add_special_tokens=False).input_ids[0]],
+    ]
+    np.testing.assert_allclose(got[0], [e.item() for e in expected], atol=1e-4)
 
 
 @pytest.mark.slow

@@ -1,0 +1,60 @@
+"""The run configuration: every choice that shapes an audit's numbers, round-tripping to JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from biasaudit.backend.batching import BatchSize
+
+
+@dataclass
+class RunConfig:
+    """What to audit and how (the CLI flags of ``biasaudit audit``).
+
+    ``suites`` empty means every registered suite. ``limit`` caps the items each suite scores
+    (lm-evaluation-harness's ``--limit``), for quick runs.
+    """
+
+    model: str = "default"
+    suites: list[str] = field(default_factory=list)
+    limit: int | None = None
+    batch_size: BatchSize = "auto"
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    trust_remote_code: bool = False
+    apply_chat_template: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown run-config field(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls.from_dict(json.loads(text))
+
+    def suite_fingerprint(self, suite: str) -> str:
+        """Hash of the fields that change a suite's numbers (not batch size or device: those don't)."""
+        key = {
+            "suite": suite,
+            "model": self.model,
+            "limit": self.limit,
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "apply_chat_template": self.apply_chat_template,
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

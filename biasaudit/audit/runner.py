@@ -1,0 +1,113 @@
+"""Run the selected suites on one model and write ``results.json``; resumable.
+
+Each finished suite is saved at once to ``<out>/suites/<name>.json`` with a fingerprint of the
+settings that shaped it. A re-run with the same settings reuses those files, so an interrupted audit
+continues where it stopped; ``force=True`` recomputes. Nothing is written outside ``out``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from biasaudit import __version__
+from biasaudit.audit.config import RunConfig
+from biasaudit.audit.suites import resolve_suites
+from biasaudit.backend.protocol import Backend
+from biasaudit.jsonio import read_json, write_json_atomic
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    return {
+        "biasaudit": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def _model_info(backend: Backend) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "name": backend.name,
+        "n_layers": backend.n_layers,
+        "hidden_size": backend.hidden_size,
+    }
+    model = getattr(backend, "model", None)
+    if model is not None:
+        params = next(model.parameters())
+        info.update(
+            n_parameters=int(sum(p.numel() for p in model.parameters())),
+            device=str(params.device),
+            dtype=str(params.dtype).removeprefix("torch."),
+        )
+    return info
+
+
+def load_backend(config: RunConfig) -> Backend:
+    """The HF backend for ``config.model`` (vLLM and VLM backends plug in here later)."""
+    from biasaudit.backend.hf import HFBackend
+
+    return HFBackend.from_spec(
+        config.model,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        batch_size=config.batch_size,
+    )
+
+
+def run_audit(
+    config: RunConfig,
+    out: Path,
+    *,
+    backend: Backend | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> Path:
+    """Run ``config``'s suites, save each as it finishes, and write ``out/results.json``."""
+    console = console or Console(stderr=True)
+    suites = resolve_suites(config.suites)  # fail on a typo before loading a model
+    out = Path(out)
+    suite_dir = out / "suites"
+    if backend is None:
+        with console.status(f"loading model {config.model!r}"):
+            backend = load_backend(config)
+    results: dict[str, Any] = {}
+    for i, suite in enumerate(suites, 1):
+        fingerprint = config.suite_fingerprint(suite.name)
+        path = suite_dir / f"{suite.name}.json"
+        cached = None if force else read_json(path)
+        if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
+            console.print(f"[{i}/{len(suites)}] {suite.name}: reusing {path}")
+            results[suite.name] = cached
+            continue
+        console.print(f"[{i}/{len(suites)}] {suite.name}: {suite.description}")
+        started = time.perf_counter()
+        result = suite.run(backend, config)
+        entry = {
+            "fingerprint": fingerprint,
+            "seconds": round(time.perf_counter() - started, 2),
+            "result": result,
+        }
+        write_json_atomic(path, entry)
+        results[suite.name] = entry
+    document = {
+        "biasaudit_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "model": _model_info(backend),
+        "environment": _environment(),
+        "suites": results,
+    }
+    results_path = out / "results.json"
+    write_json_atomic(results_path, document)
+    return results_path

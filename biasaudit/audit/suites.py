@@ -1,0 +1,63 @@
+"""The suite registry: each suite turns a backend and a run config into a JSON-ready result.
+
+A method package registers its suite here with ``@register_suite``; the runner and the CLI find it
+by name. Suites receive the backend protocol only, never a concrete model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from biasaudit.audit.config import RunConfig
+from biasaudit.backend.protocol import Backend
+
+SuiteFn = Callable[[Backend, RunConfig], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    run: SuiteFn
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register_suite(name: str, description: str) -> Callable[[SuiteFn], SuiteFn]:
+    """Decorator: make ``fn(backend, config) -> dict`` available as suite ``name``."""
+
+    def wrap(fn: SuiteFn) -> SuiteFn:
+        if name in SUITES:
+            raise ValueError(f"suite {name!r} is registered twice")
+        SUITES[name] = Suite(name=name, description=description, run=fn)
+        return fn
+
+    return wrap
+
+
+def resolve_suites(names: list[str]) -> list[Suite]:
+    """The suites named (all of them when ``names`` is empty), refusing unknown names."""
+    if not names:
+        return list(SUITES.values())
+    unknown = [n for n in names if n not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {unknown}; available: {sorted(SUITES)}")
+    return [SUITES[n] for n in dict.fromkeys(names)]
+
+
+@register_suite(
+    "yesno_prior",
+    "P(Yes) on content-free yes/no questions: the model's prior before it reads anything (0.5 = unbiased)",
+)
+def _yesno_prior(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    from biasaudit.negbias.content_free import ContentFreeYesNoPrior, YesNoPromptSet
+    from biasaudit.probes import load_probe
+
+    prompt_set = load_probe(YesNoPromptSet, "yesno/content_free")
+    estimator = ContentFreeYesNoPrior(
+        apply_chat_template=config.apply_chat_template, limit=config.limit, seed=config.seed
+    ).fit(backend, prompt_set)
+    return {"probe": prompt_set.name, **estimator.to_dict()}

@@ -1,0 +1,161 @@
+"""The ``biasaudit`` command line (typer + rich).
+
+Flags follow lm-evaluation-harness where it has one (``--limit``, ``--batch-size auto``, ``--seed``,
+``--output``-style ``--out``), since that is what users already type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from biasaudit import __version__
+from biasaudit.errors import BiasAuditError
+
+app = typer.Typer(
+    name="biasaudit",
+    help="Audit and mitigate bias in LLMs and vision-language models.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _parse_batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except ValueError:
+        raise typer.BadParameter("use a positive integer or 'auto'") from None
+    if size < 1:
+        raise typer.BadParameter("use a positive integer or 'auto'")
+    return size
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"biasaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Audit and mitigate bias in LLMs and vision-language models."""
+
+
+@app.command()
+def models() -> None:
+    """Show what `default` resolves to and what the model cache holds."""
+    from biasaudit.models import cache_dir, describe_default
+
+    info = describe_default()
+    table = Table(title="biasaudit models", show_header=False)
+    table.add_row("default", f"{info['name']} (from PyPI package {info['package']})")
+    if info["installed"]:
+        table.add_row("gguf file", info["gguf"])
+        table.add_row("converted copy", info["converted"])
+        table.add_row("cached", "yes" if info["cached"] else "no (first load converts it, about 30 s)")
+    else:
+        table.add_row("installed", f"[red]no[/]: {info['error']}")
+    table.add_row("cache dir", str(cache_dir()))
+    converted = sorted(p.name for p in (cache_dir() / "models").glob("*") if not p.name.startswith("."))
+    table.add_row("converted models", ", ".join(converted) or "(none)")
+    table.add_row("also accepted", "a local Hugging Face folder, a .gguf file, or a hub id (when reachable)")
+    console.print(table)
+
+
+@app.command()
+def suites() -> None:
+    """List the audit suites."""
+    from biasaudit.audit.suites import SUITES
+
+    table = Table(title="audit suites")
+    table.add_column("suite")
+    table.add_column("what it measures")
+    for suite in SUITES.values():
+        table.add_row(suite.name, suite.description)
+    console.print(table)
+
+
+@app.command()
+def audit(
+    model: Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
+    suite: Annotated[
+        str | None,
+        typer.Option("--suite", help="Comma-separated suites (default: all). See `biasaudit suites`."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=2, help="Score at most N items per suite.")] = None,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch, or 'auto'.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for sampling and bootstrap.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")
+    ] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow a hub model's own Python code to run.")
+    ] = False,
+    chat_template: Annotated[
+        bool,
+        typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template."),
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Recompute suites already saved in --out.")] = False,
+) -> None:
+    """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
+    from biasaudit.audit import RunConfig, run_audit
+
+    config = RunConfig(
+        model=model,
+        suites=[s.strip() for s in suite.split(",") if s.strip()] if suite else [],
+        limit=limit,
+        batch_size=_parse_batch_size(batch_size),  # type: ignore[arg-type]
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        apply_chat_template=chat_template,
+    )
+    try:
+        path = run_audit(config, out, force=force, console=err_console)
+    except (BiasAuditError, ValueError) as exc:
+        raise _fail(exc) from exc
+    summary = json.loads(path.read_text())
+    table = Table(title=f"biasaudit: {summary['model']['name']}")
+    table.add_column("suite")
+    table.add_column("headline")
+    for name, entry in summary["suites"].items():
+        table.add_row(name, _headline(name, entry["result"]))
+    console.print(table)
+    console.print(f"results: {os.path.abspath(path)}")
+
+
+def _headline(name: str, result: dict) -> str:
+    if name == "yesno_prior":
+        low, high = result["ci95"]
+        return (
+            f"P(Yes | content-free) = {result['mean_p_yes']:.3f} [{low:.3f}, {high:.3f}] "
+            f"(0.5 = no prior); No preferred on {result['no_rate']:.0%} of {result['n_prompts']} prompts"
+        )
+    return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, int | float))[:120]
+
+
+if __name__ == "__main__":
+    app()

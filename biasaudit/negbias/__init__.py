@@ -1,0 +1,5 @@
+"""Negative bias in yes/no answering (METHODS.md §4)."""
+
+from biasaudit.negbias.content_free import ContentFreeYesNoPrior, YesNoPromptSet
+
+__all__ = ["ContentFreeYesNoPrior", "YesNoPromptSet"]

@@ -1,0 +1,116 @@
+"""Probe definitions as data: YAML files under ``probes/``, validated on load.
+
+Adding a probe (a bias category, a prompt template set) needs a YAML file, not Python. Each method
+declares the fields it reads as a dataclass; ``load_probe`` checks the file against it and names the
+offending field when something is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin
+
+import yaml
+
+from biasaudit.errors import BiasAuditError
+
+T = TypeVar("T")
+
+
+class ProbeValidationError(BiasAuditError, ValueError):
+    """A probe file is missing, unreadable, or has a field of the wrong shape."""
+
+
+def probes_dir() -> Path:
+    """``$BIASAUDIT_PROBES``, or the ``probes/`` folder of the source tree."""
+    env = os.environ.get("BIASAUDIT_PROBES")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "probes"
+
+
+def resolve_probe_path(name_or_path: str | Path) -> Path:
+    """A path as given, or ``probes/<name>.yaml``."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} and path.is_file():
+        return path
+    candidate = probes_dir() / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise ProbeValidationError(f"probe {str(name_or_path)!r} not found (looked for {path} and {candidate})")
+
+
+def _check(value: Any, annotation: Any, where: str) -> None:
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in get_args(annotation):
+            try:
+                _check(value, option, where)
+                return
+            except ProbeValidationError as exc:
+                errors.append(str(exc))
+        raise ProbeValidationError(errors[0])
+    if annotation is type(None):
+        if value is not None:
+            raise ProbeValidationError(f"{where}: expected nothing, got {value!r}")
+        return
+    if origin is list:
+        if not isinstance(value, list):
+            raise ProbeValidationError(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = get_args(annotation) or (Any,)
+        for i, v in enumerate(value):
+            _check(v, item, f"{where}[{i}]")
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ProbeValidationError(f"{where}: expected a mapping, got {type(value).__name__}")
+        key_t, val_t = get_args(annotation) or (Any, Any)
+        for k, v in value.items():
+            _check(k, key_t, f"{where} key")
+            _check(v, val_t, f"{where}[{k!r}]")
+        return
+    if annotation is Any:
+        return
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        raise ProbeValidationError(f"{where}: expected {annotation.__name__}, got {value!r}")
+
+
+def probe_from_mapping(cls: type[T], data: Any, source: str) -> T:
+    """Build dataclass ``cls`` from ``data``, naming ``source`` and the field in every error."""
+    if not isinstance(data, dict):
+        raise ProbeValidationError(f"{source}: the file must hold a mapping of fields")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ProbeValidationError(f"{source}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
+    for name, field in fields.items():
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        if name not in data:
+            if required:
+                raise ProbeValidationError(f"{source}: missing required field {name!r}")
+            continue
+        _check(data[name], hints[name], f"{source}: field {name!r}")
+    obj = cls(**data)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ValueError as exc:
+            raise ProbeValidationError(f"{source}: {exc}") from exc
+    return obj
+
+
+def load_probe(cls: type[T], name_or_path: str | Path) -> T:
+    """Load and validate a probe YAML file into dataclass ``cls``."""
+    path = resolve_probe_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProbeValidationError(f"{path}: not valid YAML ({exc})") from exc
+    return probe_from_mapping(cls, data, str(path))

@@ -1,0 +1,72 @@
+"""The audit runner: config round-trip, resumable suites, clear errors before any model loads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from biasaudit.audit import SUITES, RunConfig, run_audit
+from biasaudit.audit.suites import Suite, resolve_suites
+
+
+def test_run_config_round_trips_through_json():
+    config = RunConfig(model="m", suites=["a", "b"], limit=5, batch_size=8, seed=3, apply_chat_template=True)
+    assert RunConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="unknown run-config field"):
+        RunConfig.from_dict({"model": "m", "batchsize": 4})
+
+
+def test_fingerprint_tracks_what_changes_numbers_only():
+    base = RunConfig(model="m")
+    assert base.suite_fingerprint("s") == RunConfig(model="m", batch_size=4, device="cpu").suite_fingerprint(
+        "s"
+    )
+    assert base.suite_fingerprint("s") != RunConfig(model="m", limit=3).suite_fingerprint("s")
+    assert base.suite_fingerprint("s") != base.suite_fingerprint("t")
+
+
+def test_unknown_suite_fails_before_loading_a_model(tmp_path):
+    with pytest.raises(ValueError, match="unknown suite"):
+        run_audit(RunConfig(model="does-not-matter", suites=["nope"]), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture
+def counting_suite(monkeypatch):
+    calls = []
+
+    def run(backend, config):
+        calls.append(config.limit)
+        return {"value": len(calls)}
+
+    monkeypatch.setitem(SUITES, "counting", Suite("counting", "test suite", run))
+    return calls
+
+
+def test_finished_suites_are_reused_and_force_recomputes(tmp_path, tiny_backend, counting_suite):
+    config = RunConfig(model="tiny", suites=["counting"])
+    path = run_audit(config, tmp_path, backend=tiny_backend)
+    run_audit(config, tmp_path, backend=tiny_backend)
+    assert counting_suite == [None]
+    doc = json.loads(path.read_text())
+    assert doc["suites"]["counting"]["result"] == {"value": 1}
+    assert doc["config"]["suites"] == ["counting"]
+    assert doc["model"]["n_layers"] == 2
+    run_audit(RunConfig(model="tiny", suites=["counting"], limit=3), tmp_path, backend=tiny_backend)
+    run_audit(config, tmp_path, backend=tiny_backend, force=True)
+    assert counting_suite == [None, 3, None]
+
+
+def test_corrupt_suite_file_is_recomputed(tmp_path, tiny_backend, counting_suite):
+    config = RunConfig(model="tiny", suites=["counting"])
+    run_audit(config, tmp_path, backend=tiny_backend)
+    (tmp_path / "suites" / "counting.json").write_text('{"fingerprint": "trunc')
+    run_audit(config, tmp_path, backend=tiny_backend)
+    assert counting_suite == [None, None]
+    assert json.loads((tmp_path / "suites" / "counting.json").read_text())["result"] == {"value": 2}
+
+
+def test_all_suites_when_none_named():
+    assert [s.name for s in resolve_suites([])] == list(SUITES)
+    assert [s.name for s in resolve_suites(["yesno_prior", "yesno_prior"])] == ["yesno_prior"]
