@@ -107,9 +107,7 @@ def audit(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch, or 'auto'.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for sampling and bootstrap.")] = 0,
     device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")
-    ] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
     trust_remote_code: Annotated[
         bool, typer.Option("--trust-remote-code", help="Allow a hub model's own Python code to run.")
     ] = False,

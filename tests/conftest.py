@@ -88,3 +88,30 @@ def shared_data_or_skip(*parts: str) -> Path:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class ScriptedBackend:
+    """A backend whose label log-probs come from ``fn(prompt, labels) -> sequence of K log-probs``.
+
+    For known-answer tests of methods: the numbers are ours, so the expected result is exact.
+    """
+
+    name, n_layers, hidden_size = "scripted", 1, 1
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.calls: list[dict] = []
+
+    def label_log_probs(
+        self, prompts, labels, *, mode="first_token", length_normalize=False, apply_chat_template=False
+    ):
+        self.calls.append({"prompts": list(prompts), "labels": list(labels), "mode": mode, "chat": apply_chat_template})
+        import numpy as np
+
+        return np.array([list(self.fn(p, list(labels))) for p in prompts], dtype=np.float64)
+
+
+@pytest.fixture
+def scripted():
+    """``scripted(fn)`` builds a ScriptedBackend (see its docstring)."""
+    return ScriptedBackend

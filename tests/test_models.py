@@ -61,7 +61,7 @@ def test_interrupted_gguf_conversion_leaves_nothing_behind(monkeypatch, tmp_path
 
     import transformers
 
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", interrupted)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", interrupted)
     with pytest.raises(KeyboardInterrupt):
         models.convert_gguf(gguf)
     target = models.converted_gguf_dir(gguf)

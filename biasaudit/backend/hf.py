@@ -125,9 +125,7 @@ class HFBackend:
         self._cache_kwarg = self._find_cache_kwarg()
         self._split_head = self._head is not None and self._check_split_head()
         self._decoder_layers = self._find_decoder_layers()
-        self._prefix_token_id = (
-            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        )
+        self._prefix_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self._adds_bos = self._tokenizer_adds_bos()
 
     # ------------------------------------------------------------------ construction helpers
@@ -165,9 +163,7 @@ class HFBackend:
         for module in self._body.modules():
             if isinstance(module, torch.nn.ModuleList) and len(module) == self.n_layers:
                 return module
-        raise InvalidRequestError(
-            f"cannot find the {self.n_layers} decoder layers of {type(self.model).__name__}"
-        )
+        raise InvalidRequestError(f"cannot find the {self.n_layers} decoder layers of {type(self.model).__name__}")
 
     def _tokenizer_adds_bos(self) -> bool:
         bos = self.tokenizer.bos_token_id
@@ -187,9 +183,7 @@ class HFBackend:
 
     def format_chat(self, prompt: str) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
-            raise InvalidRequestError(
-                f"{self.name} has no chat template; call without apply_chat_template=True"
-            )
+            raise InvalidRequestError(f"{self.name} has no chat template; call without apply_chat_template=True")
         return str(
             self.tokenizer.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
@@ -210,16 +204,12 @@ class HFBackend:
         contexts, continuations = [], []
         for i, request in enumerate(requests):
             if not isinstance(request, tuple | list) or len(request) != 2:
-                raise InvalidRequestError(
-                    f"request {i} must be a (context, continuation) pair, got {request!r}"
-                )
+                raise InvalidRequestError(f"request {i} must be a (context, continuation) pair, got {request!r}")
             context, continuation = request
             if not isinstance(context, str) or not isinstance(continuation, str):
                 raise InvalidRequestError(f"request {i}: context and continuation must be strings")
             if not continuation:
-                raise InvalidRequestError(
-                    f"request {i}: the continuation is empty; there is nothing to score"
-                )
+                raise InvalidRequestError(f"request {i}: the continuation is empty; there is nothing to score")
             if apply_chat_template:
                 # The template's own trailing newline is structure, not the start of the answer.
                 context = self.format_chat(context)
@@ -472,9 +462,7 @@ class HFBackend:
         else:
             items = [_ScoreItem(tuple(c + x), len(x)) for c, x in pairs]
         scored = self._score(items)
-        values = np.array(
-            [lps.sum() / (len(lps) if length_normalize else 1) for lps, _ in scored], dtype=np.float64
-        )
+        values = np.array([lps.sum() / (len(lps) if length_normalize else 1) for lps, _ in scored], dtype=np.float64)
         return values.reshape(len(prompts), n_labels)
 
     def generate(
@@ -502,11 +490,7 @@ class HFBackend:
         outputs: list[str] = [""] * len(prompts)
         if seed is not None:
             torch.manual_seed(seed)
-        sampling = (
-            {"temperature": temperature, "top_p": top_p}
-            if do_sample
-            else {"temperature": None, "top_p": None}
-        )
+        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": None, "top_p": None}
 
         def run(batch: np.ndarray) -> None:
             ids, mask = self._left_padded([encoded[b] for b in batch])
@@ -597,9 +581,7 @@ class HFBackend:
 
         handles = []
         if 0 in wanted:
-            handles.append(
-                self._decoder_layers[0].register_forward_pre_hook(capture_embeddings, with_kwargs=True)
-            )
+            handles.append(self._decoder_layers[0].register_forward_pre_hook(capture_embeddings, with_kwargs=True))
         for layer in wanted:
             if layer > 0:
                 handles.append(self._decoder_layers[layer - 1].register_forward_hook(capture(layer)))

@@ -82,9 +82,7 @@ class ContentFreeYesNoPrior:
         if len(pairs) < 2:
             raise ValueError("the content-free prior needs at least 2 prompts")
         labels = prompt_set.chat_labels if self.apply_chat_template else prompt_set.labels
-        log_probs = backend.label_log_probs(
-            [p for _, p in pairs], labels, apply_chat_template=self.apply_chat_template
-        )
+        log_probs = backend.label_log_probs([p for _, p in pairs], labels, apply_chat_template=self.apply_chat_template)
         probs = np.exp(log_probs)
         self.labels_ = list(labels)
         self.label_mass_ = float(probs.sum(axis=1).mean())

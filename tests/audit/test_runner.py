@@ -19,9 +19,7 @@ def test_run_config_round_trips_through_json():
 
 def test_fingerprint_tracks_what_changes_numbers_only():
     base = RunConfig(model="m")
-    assert base.suite_fingerprint("s") == RunConfig(model="m", batch_size=4, device="cpu").suite_fingerprint(
-        "s"
-    )
+    assert base.suite_fingerprint("s") == RunConfig(model="m", batch_size=4, device="cpu").suite_fingerprint("s")
     assert base.suite_fingerprint("s") != RunConfig(model="m", limit=3).suite_fingerprint("s")
     assert base.suite_fingerprint("s") != base.suite_fingerprint("t")
 

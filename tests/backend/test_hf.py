@@ -71,9 +71,7 @@ def test_loglikelihood_matches_hand_computation(tiny_backend):
 
 def test_trailing_space_moves_to_continuation(tiny_backend):
     """lm-eval's split: 'is ' + 'Paris' scores the same tokens as 'is' + ' Paris'."""
-    a, b = tiny_backend.loglikelihood(
-        [("The capital of France is ", "Paris"), ("The capital of France is", " Paris")]
-    )
+    a, b = tiny_backend.loglikelihood([("The capital of France is ", "Paris"), ("The capital of France is", " Paris")])
     assert a == b
 
 
@@ -109,11 +107,7 @@ def test_prefix_reuse_equals_no_reuse_and_runs_fewer_tokens(tiny_backend):
 
 def test_first_token_scoring_runs_one_row_per_prompt(tiny_backend):
     rows, _ = tiny_backend._plan_rows(
-        [
-            it
-            for p in PROMPTS
-            for it in _first_token_items(tiny_backend, p, [" positive", " negative", " neutral"])
-        ]
+        [it for p in PROMPTS for it in _first_token_items(tiny_backend, p, [" positive", " negative", " neutral"])]
     )
     assert len(rows) == len(PROMPTS)
 
@@ -140,9 +134,7 @@ def test_label_log_probs_first_token_matches_logits(tiny_backend):
 def test_label_log_probs_full_sequence_and_length_normalisation(tiny_backend):
     labels = [" very positive indeed", " negative"]
     total = tiny_backend.label_log_probs(PROMPTS[:2], labels, mode="full_sequence")
-    normalised = tiny_backend.label_log_probs(
-        PROMPTS[:2], labels, mode="full_sequence", length_normalize=True
-    )
+    normalised = tiny_backend.label_log_probs(PROMPTS[:2], labels, mode="full_sequence", length_normalize=True)
     for i, prompt in enumerate(PROMPTS[:2]):
         for j, label in enumerate(labels):
             expected = hand_continuation_logprobs(tiny_backend, prompt, label)

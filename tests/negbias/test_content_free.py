@@ -8,23 +8,6 @@ import pytest
 from biasaudit.negbias import ContentFreeYesNoPrior, YesNoPromptSet
 from biasaudit.probes import ProbeValidationError, load_probe, probe_from_mapping
 
-
-class ScriptedBackend:
-    """Answers label_log_probs from a table keyed by prompt: a backend whose numbers we know."""
-
-    name, n_layers, hidden_size = "scripted", 1, 1
-
-    def __init__(self, probs: dict[str, tuple[float, float]]):
-        self.probs = probs
-        self.calls: list[tuple[list[str], list[str], bool]] = []
-
-    def label_log_probs(
-        self, prompts, labels, *, mode="first_token", length_normalize=False, apply_chat_template=False
-    ):
-        self.calls.append((list(prompts), list(labels), apply_chat_template))
-        return np.log(np.array([self.probs[p] for p in prompts]))
-
-
 PROMPT_SET = YesNoPromptSet(
     name="t",
     description="d",
@@ -34,9 +17,13 @@ PROMPT_SET = YesNoPromptSet(
 )
 
 
-def test_known_answer():
-    backend = ScriptedBackend(
-        {"Q: N/A\nA:": (0.2, 0.6), "Q: \nA:": (0.1, 0.1), "N/A?": (0.3, 0.1), "?": (0.05, 0.15)}
+def table_backend(scripted, probs: dict[str, tuple[float, float]]):
+    return scripted(lambda prompt, labels: np.log(probs[prompt]))
+
+
+def test_known_answer(scripted):
+    backend = table_backend(
+        scripted, {"Q: N/A\nA:": (0.2, 0.6), "Q: \nA:": (0.1, 0.1), "N/A?": (0.3, 0.1), "?": (0.05, 0.15)}
     )
     prior = ContentFreeYesNoPrior().fit(backend, PROMPT_SET)
     np.testing.assert_allclose(prior.p_yes_, [0.25, 0.5, 0.75, 0.25])
@@ -49,11 +36,11 @@ def test_known_answer():
     assert prior.to_dict()["ci95"] == [low, high]
 
 
-def test_chat_template_uses_chat_labels_and_limit_caps_prompts():
-    backend = ScriptedBackend({"Q: N/A\nA:": (0.5, 0.5), "Q: \nA:": (0.5, 0.5), "N/A?": (0.5, 0.5)})
+def test_chat_template_uses_chat_labels_and_limit_caps_prompts(scripted):
+    backend = table_backend(scripted, {"Q: N/A\nA:": (0.5, 0.5), "Q: \nA:": (0.5, 0.5), "N/A?": (0.5, 0.5)})
     ContentFreeYesNoPrior(apply_chat_template=True, limit=3).fit(backend, PROMPT_SET)
-    ((prompts, labels, chat),) = backend.calls
-    assert len(prompts) == 3 and labels == ["Yes", "No"] and chat
+    (call,) = backend.calls
+    assert len(call["prompts"]) == 3 and call["labels"] == ["Yes", "No"] and call["chat"]
 
 
 def test_probe_validation_names_the_field():

@@ -1,0 +1,21 @@
+"""In-context-learning label-bias calibration (METHODS.md §3): calibrators, classifier, measurements."""
+
+from biasaudit.calibration.base import NoCalibration, NotFittedError, PriorCalibrator, PriorMismatchError
+from biasaudit.calibration.batch import BatchCalibrator
+from biasaudit.calibration.contextual import ContextualCalibrator
+from biasaudit.calibration.domain_context import DomainContextCalibrator
+from biasaudit.calibration.prompt import ICLPrompt
+
+CALIBRATORS = PriorCalibrator.registry
+
+__all__ = [
+    "CALIBRATORS",
+    "BatchCalibrator",
+    "ContextualCalibrator",
+    "DomainContextCalibrator",
+    "ICLPrompt",
+    "NoCalibration",
+    "NotFittedError",
+    "PriorCalibrator",
+    "PriorMismatchError",
+]

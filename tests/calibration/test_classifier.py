@@ -1,0 +1,90 @@
+"""ICLClassifier and the decode-time prior, on the tiny model and on the real default model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from biasaudit.calibration import ContextualCalibrator, DomainContextCalibrator, NoCalibration
+from biasaudit.calibration.classifier import ICLClassifier, build_icl_prompt
+from biasaudit.calibration.logits_processor import LabelPriorLogitsProcessor
+from biasaudit.errors import InvalidRequestError, LabelCollisionError
+
+TEMPLATE = "Review: {text}\nSentiment: {label}"
+LABELS = ["negative", "positive"]
+DEMOS = [
+    ("a warm, funny and moving film", "positive"),
+    ("dull, slow and far too long", "negative"),
+    ("the cast is wonderful", 1),
+    ("i wanted my money back", 0),
+]
+REVIEWS = ["loved every minute", "a tedious mess", "fine, i suppose", "the best film this year", "boring"]
+
+
+def test_prompt_building_is_exact():
+    prompt = build_icl_prompt(TEMPLATE, LABELS, DEMOS[:2], instruction="Classify the sentiment.")
+    assert prompt.prefix == (
+        "Classify the sentiment.\n\n"
+        "Review: a warm, funny and moving film\nSentiment: positive\n\n"
+        "Review: dull, slow and far too long\nSentiment: negative\n\n"
+    )
+    assert prompt.fill("great") == prompt.prefix + "Review: great\nSentiment:"
+    assert prompt.labels == (" negative", " positive")
+    with pytest.raises(InvalidRequestError, match="label"):
+        build_icl_prompt("Review: {text}", LABELS)
+    with pytest.raises(InvalidRequestError, match="not one of"):
+        build_icl_prompt(TEMPLATE, LABELS, [("x", "neutral")])
+
+
+def test_classifier_predicts_label_words_and_batches_like_single_calls(tiny_backend):
+    clf = ICLClassifier(tiny_backend, TEMPLATE, LABELS, DEMOS, DomainContextCalibrator(n_samples=5)).fit(REVIEWS)
+    batched = clf.predict_proba(REVIEWS)
+    single = np.concatenate([clf.predict_proba([r]) for r in REVIEWS])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert clf.predict(REVIEWS) == [LABELS[i] for i in batched.argmax(axis=1)]
+    raw = clf.predict_proba(REVIEWS, calibrated=False)
+    np.testing.assert_allclose(batched, clf.calibrator_.transform(raw), atol=1e-10)
+
+
+def test_classifier_refuses_a_prior_for_other_labels(tiny_backend):
+    other = NoCalibration().fit(tiny_backend, build_icl_prompt(TEMPLATE, ["bad", "good"]))
+    with pytest.raises(InvalidRequestError, match="labels"):
+        ICLClassifier(tiny_backend, TEMPLATE, LABELS, DEMOS).use_prior(other)
+    with pytest.raises(InvalidRequestError, match="fit"):
+        ICLClassifier(tiny_backend, TEMPLATE, LABELS, DEMOS).predict(REVIEWS)
+
+
+def test_colliding_first_tokens_are_refused_and_full_sequence_works(tiny_backend):
+    labels = ["good", "good!"]
+    with pytest.raises(LabelCollisionError, match="full_sequence"):
+        ICLClassifier(tiny_backend, TEMPLATE, labels).fit().predict(REVIEWS)
+    clf = ICLClassifier(tiny_backend, TEMPLATE, labels, mode="full_sequence").fit()
+    assert clf.predict_proba(REVIEWS).shape == (len(REVIEWS), 2)
+
+
+def test_logits_processor_applies_the_prior_on_the_first_step_only():
+    processor = LabelPriorLogitsProcessor([3, 5], [0.9, 0.1])
+    scores = torch.tensor([[0.0, 0.0, 0.0, 2.0, 0.0, 0.5, 9.0]])
+    out = processor(torch.zeros((1, 4), dtype=torch.long), scores.clone())
+    assert torch.isinf(out[0, [0, 1, 2, 4, 6]]).all()  # only labels remain
+    p = torch.softmax(out[0, [3, 5]], dim=0).numpy()
+    raw = np.exp([2.0, 0.5]) / np.exp([2.0, 0.5]).sum()
+    np.testing.assert_allclose(p, (raw / [0.9, 0.1]) / (raw / [0.9, 0.1]).sum(), rtol=1e-6)
+    later = processor(torch.zeros((1, 5), dtype=torch.long), scores.clone())
+    assert torch.equal(later, scores)
+    with pytest.raises(LabelCollisionError):
+        LabelPriorLogitsProcessor([3, 3], [0.5, 0.5])
+
+
+@pytest.mark.slow
+def test_default_model_greedy_generate_with_the_prior_picks_the_calibrated_label(default_backend):
+    clf = ICLClassifier(default_backend, TEMPLATE, LABELS, DEMOS, ContextualCalibrator()).fit()
+    # A strongly skewed prior makes the calibrated and the raw choice differ somewhere.
+    clf.calibrator_.prior_ = np.array([0.15, 0.85])
+    expected = clf.predict(REVIEWS)
+    assert expected != [LABELS[i] for i in clf.predict_proba(REVIEWS, calibrated=False).argmax(1)]
+    processor = LabelPriorLogitsProcessor.from_calibrator(clf.calibrator_, default_backend.tokenizer)
+    prompts = [clf.prompt_.fill(r) for r in REVIEWS]
+    generated = default_backend.generate(prompts, max_new_tokens=1, logits_processors=[processor])
+    assert [g.strip() for g in generated] == expected
