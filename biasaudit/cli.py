@@ -116,6 +116,9 @@ def audit(
         typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template."),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompute suites already saved in --out.")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder of public datasets (default: $BIASAUDIT_DATA).")
+    ] = None,
 ) -> None:
     """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
     from biasaudit.audit import RunConfig, run_audit
@@ -130,6 +133,7 @@ def audit(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
         apply_chat_template=chat_template,
+        data_dir=str(data_dir) if data_dir else None,
     )
     try:
         path = run_audit(config, out, force=force, console=err_console)
@@ -146,6 +150,15 @@ def audit(
 
 
 def _headline(name: str, result: dict) -> str:
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    if name == "icl":
+        parts = []
+        for task, gains in result["macro_f1_gain_vs_none"].items():
+            base = result["tasks"][task]["summary"]["8"]["none"]["macro_f1_mean"]
+            best = max(gains, key=gains.get)
+            parts.append(f"{task} F1 {base:.2f} -> {best.upper()} {base + gains[best]:+.2f}"[:40])
+        return "; ".join(parts)
     if name == "yesno_prior":
         low, high = result["ci95"]
         return (
@@ -153,6 +166,53 @@ def _headline(name: str, result: dict) -> str:
             f"(0.5 = no prior); No preferred on {result['no_rate']:.0%} of {result['n_prompts']} prompts"
         )
     return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, int | float))[:120]
+
+
+@app.command()
+def calibrate(
+    model: Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")],
+    task: Annotated[str, typer.Option("--task", help="sst2, agnews, trec, cb, rte, or a task YAML path.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the prior (JSON).")],
+    method: Annotated[str, typer.Option("--method", help="none, cc, dc or bc.")] = "dc",
+    shots: Annotated[int, typer.Option(min=0, help="Demonstrations in the prompt.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the demonstrations (and of DC's sampling).")] = 0,
+    n_unlabeled: Annotated[int, typer.Option(min=1, help="Unlabeled inputs for DC/BC, from the train pool.")] = 500,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of public datasets.")] = None,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch, or 'auto'.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+) -> None:
+    """Fit a label prior for a few-shot TASK prompt and save it (with the prompt) for inference code."""
+    from biasaudit.backend.hf import HFBackend
+    from biasaudit.calibration.base import PriorCalibrator
+    from biasaudit.calibration.tasks import load_split, load_task, sample_demonstrations
+
+    try:
+        klass = PriorCalibrator.registry.get(method)
+        if klass is None:
+            raise ValueError(f"unknown method {method!r}; choose from {sorted(PriorCalibrator.registry)}")
+        spec = load_task(task)
+        train = load_split(spec, "train", data_dir)
+        demos = sample_demonstrations(train, shots, seed)
+        pool = [ex.fields for ex in train if ex not in demos][:n_unlabeled]
+        prompt = spec.icl_prompt(demos)
+        with err_console.status(f"loading model {model!r}"):
+            backend = HFBackend.from_spec(
+                model,
+                device=device,
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
+                batch_size=_parse_batch_size(batch_size),  # type: ignore[arg-type]
+            )
+        calibrator = klass(seed=seed) if method == "dc" else klass()  # type: ignore[call-arg]
+        calibrator.fit(backend, prompt, pool)
+        calibrator.save(out)
+    except (BiasAuditError, ValueError) as exc:
+        raise _fail(exc) from exc
+    prior = ", ".join(f"{label.strip()}={p:.3f}" for label, p in zip(prompt.labels, calibrator.prior_, strict=True))
+    console.print(f"{method} prior for {spec.name} ({shots}-shot, seed {seed}): {prior}")
+    console.print(f"prior: {os.path.abspath(out)}")
 
 
 if __name__ == "__main__":

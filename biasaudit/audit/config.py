@@ -16,7 +16,9 @@ class RunConfig:
     """What to audit and how (the CLI flags of ``biasaudit audit``).
 
     ``suites`` empty means every registered suite. ``limit`` caps the items each suite scores
-    (lm-evaluation-harness's ``--limit``), for quick runs.
+    (lm-evaluation-harness's ``--limit``), for quick runs. ``data_dir`` holds public datasets
+    (default: ``$BIASAUDIT_DATA`` or ``shared/data`` beside the checkout); suites that need them
+    report themselves skipped, with the reason, when it is absent.
     """
 
     model: str = "default"
@@ -28,6 +30,7 @@ class RunConfig:
     dtype: str | None = None
     trust_remote_code: bool = False
     apply_chat_template: bool = False
+    data_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -56,5 +59,6 @@ class RunConfig:
             "seed": self.seed,
             "dtype": self.dtype,
             "apply_chat_template": self.apply_chat_template,
+            "data_dir": self.data_dir,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -61,3 +61,37 @@ def _yesno_prior(backend: Backend, config: RunConfig) -> dict[str, Any]:
         apply_chat_template=config.apply_chat_template, limit=config.limit, seed=config.seed
     ).fit(backend, prompt_set)
     return {"probe": prompt_set.name, **estimator.to_dict()}
+
+
+@register_suite(
+    "icl",
+    "Few-shot label bias (vanilla, context, domain) and calibration gains (CC, DC, BC) on 5 tasks",
+)
+def _icl(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    from pathlib import Path
+
+    from biasaudit.calibration.evaluate import ICLEvalConfig, evaluate_icl
+    from biasaudit.calibration.tasks import DatasetNotFoundError, default_data_dir
+
+    try:
+        data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
+    except DatasetNotFoundError as exc:
+        return {"skipped": str(exc)}
+    # The audit runs a short version of the benchmark's protocol: 8-shot, 2 demo seeds.
+    eval_config = ICLEvalConfig(shots=[8], seeds=[config.seed, config.seed + 1], n_test=config.limit or 100)
+    tasks = evaluate_icl(backend, eval_config, data_dir)
+    gains = {
+        name: {
+            method: row[method]["macro_f1_mean"] - row["none"]["macro_f1_mean"]
+            for method in eval_config.methods
+            if method != "none"
+        }
+        for name, result in tasks.items()
+        for row in [result["summary"]["8"]]
+    }
+    return {
+        "protocol": eval_config.to_dict(),
+        "data_dir": str(data_dir),
+        "macro_f1_gain_vs_none": gains,
+        "tasks": tasks,
+    }

@@ -10,7 +10,8 @@ prior, so it fits the same shape. They differ only in how ``fit`` estimates the 
 
 scikit-learn conventions: hyper-parameters in ``__init__`` stored unchanged, ``fit`` returns ``self``,
 learned state ends with ``_``. A fitted prior saves to JSON with the labels, prompt fingerprint and
-model it was fitted for, and ``load`` refuses it for a different label set, prompt or model.
+model it was fitted for (and the prompt itself, so that ``load`` gives back everything needed to
+score new inputs); ``load`` refuses it for a different label set, prompt or model.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class PriorCalibrator:
     prior_: np.ndarray
     labels_: list[str]
     prompt_fingerprint_: str | None
+    prompt_: ICLPrompt | None
     model_: str | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -72,6 +74,7 @@ class PriorCalibrator:
         self.prior_ = prior / prior.sum()
         self.labels_ = list(prompt.labels)
         self.prompt_fingerprint_ = prompt.fingerprint()
+        self.prompt_ = prompt
         self.model_ = backend.name if backend is not None else None
 
     def _check_fitted(self) -> None:
@@ -105,6 +108,7 @@ class PriorCalibrator:
             "prior": self.prior_.tolist(),
             "labels": self.labels_,
             "prompt_fingerprint": self.prompt_fingerprint_,
+            "prompt": self.prompt_.to_dict() if self.prompt_ is not None else None,
             "model": self.model_,
             "biasaudit_version": __version__,
         }
@@ -121,6 +125,7 @@ class PriorCalibrator:
         calibrator.prior_ = np.asarray(data["prior"], dtype=np.float64)
         calibrator.labels_ = list(data["labels"])
         calibrator.prompt_fingerprint_ = data.get("prompt_fingerprint")
+        calibrator.prompt_ = ICLPrompt.from_dict(data["prompt"]) if data.get("prompt") else None
         calibrator.model_ = data.get("model")
         return calibrator
 

@@ -282,3 +282,30 @@ def test_default_model_hidden_states_match_transformers(default_backend):
             hs = model(torch.tensor([tok(text).input_ids]), output_hidden_states=True).hidden_states
         for layer in (4, 15):
             np.testing.assert_allclose(got[layer][i], hs[layer][0, -1].numpy(), atol=1e-4)
+
+
+def test_encoded_prefixes_are_reused_across_calls_without_changing_results(tiny_model, tokenizer):
+    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, prefix_cache_size=1)
+    tokens: list[int] = []
+    original = backend._forward_states
+
+    def counting(ids, mask, **kwargs):
+        tokens.append(int(ids.numel()))
+        return original(ids, mask, **kwargs)
+
+    backend._forward_states = counting
+    first = backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
+    cold = sum(tokens)
+    tokens.clear()
+    content_free = [f"{DEMOS}Review: {x}\nSentiment:" for x in ("N/A", "", "[MASK]")]
+    warm_scores = backend.label_log_probs(content_free, LABELS)  # same demonstrations, another call
+    warm = sum(tokens)
+    assert warm <= 3 * 10  # only the short query tokens ran; the demonstrations came from the cache
+    assert len(backend._prefix_cache) == 1
+    fresh = HFBackend(tiny_model, tokenizer, progress=False, prefix_reuse=False)
+    np.testing.assert_allclose(warm_scores, fresh.label_log_probs(content_free, LABELS), atol=1e-4)
+    np.testing.assert_allclose(first, fresh.label_log_probs(PROMPTS, LABELS, mode="full_sequence"), atol=1e-4)
+    assert cold > warm
+    other = [f"Another demo block entirely.\n\nReview: {q}\nSentiment:" for q in QUERIES]
+    np.testing.assert_allclose(backend.label_log_probs(other, LABELS), fresh.label_log_probs(other, LABELS), atol=1e-4)
+    assert len(backend._prefix_cache) == 1  # the older prompt was evicted
