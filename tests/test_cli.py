@@ -33,7 +33,7 @@ def test_suites_lists_registered_suites():
 @pytest.mark.slow
 def test_audit_default_model_end_to_end_and_resume(tmp_path, default_model_dir):
     out = tmp_path / "report"
-    args = ["audit", "default", "--out", str(out), "--limit", "6", "--batch-size", "4"]
+    args = ["audit", "default", "--suite", "yesno_prior", "--out", str(out), "--limit", "6", "--batch-size", "4"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     doc = json.loads((out / "results.json").read_text())

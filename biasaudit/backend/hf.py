@@ -392,20 +392,23 @@ class HFBackend:
     def _encoded_prefix(
         self, tokens: tuple[int, ...]
     ) -> tuple[int, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """(length, states (length, d), KV per layer) of ``tokens`` or of its longest cached prefix.
+        """(length, states (length, d), KV per layer) for ``tokens``, or for the longest part of it cached.
 
         Calibrators, measurements and the test set all score the same few-shot prompt in separate
-        calls; the cache lets them share one encoding of its demonstrations. A cached prefix shorter
-        than ``tokens`` is still used (the rest is computed with each suffix), never a longer one.
+        calls; the cache lets them share one encoding of its demonstrations. A cached encoding helps
+        as far as it agrees with ``tokens``: it is cut to the common length (keys and values of a
+        causal model at a position do not depend on later tokens), and the rest is computed with
+        each suffix.
         """
-        usable = [
-            k for k in self._prefix_cache if self.min_prefix_tokens <= len(k) <= len(tokens) and tokens[: len(k)] == k
-        ]
-        best = max(usable, key=len, default=None)
-        if best is not None:
-            self._prefix_cache.move_to_end(best)
-            states, kv = self._prefix_cache[best]
-            return len(best), states, kv
+        best_key, best_len = None, 0
+        for key in self._prefix_cache:
+            common = _common_prefix_len(key, tokens)
+            if common >= self.min_prefix_tokens and common > best_len:
+                best_key, best_len = key, common
+        if best_key is not None:
+            self._prefix_cache.move_to_end(best_key)
+            states, kv = self._prefix_cache[best_key]
+            return best_len, states[:best_len], [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in kv]
         ids = torch.tensor([tokens], device=self.device)
         out = self._forward_states(ids, torch.ones_like(ids), use_cache=True)
         states, kv = self._states(out)[0], _cache_tensors(_output_cache(out))

@@ -294,8 +294,12 @@ def test_encoded_prefixes_are_reused_across_calls_without_changing_results(tiny_
         return original(ids, mask, **kwargs)
 
     backend._forward_states = counting
+    # The first call shares more than the demonstrations ("Review: the same start"); later calls share
+    # less, so they use the cached encoding cut back to what they have in common with it.
+    backend.label_log_probs([f"{DEMOS}Review: the same start, then {q}\nSentiment:" for q in QUERIES], LABELS)
+    tokens.clear()
     first = backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
-    cold = sum(tokens)
+    cold = sum(tokens) + len(backend.tokenizer(DEMOS).input_ids)  # what the first call would have cost
     tokens.clear()
     content_free = [f"{DEMOS}Review: {x}\nSentiment:" for x in ("N/A", "", "[MASK]")]
     warm_scores = backend.label_log_probs(content_free, LABELS)  # same demonstrations, another call

@@ -60,17 +60,20 @@ def test_calibrate_cli_writes_a_prior_the_python_api_loads(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_audit_icl_suite_end_to_end(tmp_path, default_model_dir):
+def test_audit_icl_suite_end_to_end(tmp_path, monkeypatch, default_model_dir):
     from conftest import SHARED_DATA
+
+    from biasaudit.calibration import evaluate
 
     if not (SHARED_DATA / "fewshot_cls").is_dir():
         pytest.skip(f"{SHARED_DATA}/fewshot_cls not found: the shared datasets live beside the repo in CI only")
+    monkeypatch.setattr(evaluate, "TASKS", ("sst2", "rte"))  # one single-text and one two-slot task keep CI short
     out = tmp_path / "audit"
     args = ["audit", "default", "--suite", "icl", "--limit", "4", "--out", str(out), "--data-dir", str(SHARED_DATA)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     icl = json.loads((out / "results.json").read_text())["suites"]["icl"]["result"]
-    assert set(icl["tasks"]) == {"sst2", "agnews", "trec", "cb", "rte"}
+    assert set(icl["tasks"]) == {"sst2", "rte"}
     sst2 = icl["tasks"]["sst2"]
     assert sst2["n_test"] == 4 and set(sst2["summary"]["8"]) == {"none", "cc", "dc", "bc"}
     for measure in ("vanilla", "context", "domain", "predicted_label_skew", "recall_spread"):
