@@ -86,23 +86,27 @@ def test_is_greedy_is_true_for_the_argmax_continuation(tiny_backend):
     assert result.is_greedy == (retok == [best])
 
 
-def test_prefix_reuse_equals_no_reuse_and_runs_fewer_tokens(tiny_backend):
-    calls: list[int] = []
-    original = tiny_backend._forward_states
+def count_tokens(backend: HFBackend) -> list[int]:
+    """Record how many tokens each forward pass of ``backend`` runs (the list grows as it works)."""
+    counts: list[int] = []
+    original = backend._forward_states
 
     def counting(ids, mask, **kwargs):
-        calls.append(int(ids.numel()))
+        counts.append(int(ids.numel()))
         return original(ids, mask, **kwargs)
 
-    tiny_backend._forward_states = counting
+    backend._forward_states = counting  # type: ignore[method-assign]
+    return counts
+
+
+def test_prefix_reuse_equals_no_reuse_and_runs_fewer_tokens(tiny_backend):
+    reused_counts = count_tokens(tiny_backend)
     reused = tiny_backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
-    reused_tokens = sum(calls)
-    calls.clear()
     no_reuse_backend = plain(tiny_backend, batch_size="auto")
-    no_reuse_backend._forward_states = counting
+    no_reuse_counts = count_tokens(no_reuse_backend)
     no_reuse = no_reuse_backend.label_log_probs(PROMPTS, LABELS, mode="full_sequence")
     np.testing.assert_allclose(reused, no_reuse, atol=1e-4, rtol=0)
-    assert reused_tokens < sum(calls) / 2
+    assert sum(reused_counts) < sum(no_reuse_counts) / 2
 
 
 def test_first_token_scoring_runs_one_row_per_prompt(tiny_backend):
@@ -286,14 +290,7 @@ def test_default_model_hidden_states_match_transformers(default_backend):
 
 def test_encoded_prefixes_are_reused_across_calls_without_changing_results(tiny_model, tokenizer):
     backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, prefix_cache_size=1)
-    tokens: list[int] = []
-    original = backend._forward_states
-
-    def counting(ids, mask, **kwargs):
-        tokens.append(int(ids.numel()))
-        return original(ids, mask, **kwargs)
-
-    backend._forward_states = counting
+    tokens = count_tokens(backend)
     # The first call shares more than the demonstrations ("Review: the same start"); later calls share
     # less, so they use the cached encoding cut back to what they have in common with it.
     backend.label_log_probs([f"{DEMOS}Review: the same start, then {q}\nSentiment:" for q in QUERIES], LABELS)
