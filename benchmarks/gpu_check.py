@@ -175,9 +175,7 @@ def main() -> None:
 
     # Throughput, bf16: naive loop (on a subset) vs ours.
     prompts, labels = workload(args.queries, seed=2)
-    n_tokens = sum(
-        len(tok(p + label, add_special_tokens=False).input_ids) for p in prompts for label in labels
-    )
+    n_tokens = sum(len(tok(p + label, add_special_tokens=False).input_ids) for p in prompts for label in labels)
     ours = HFBackend(model16, tok, progress=False)
     ours.label_log_probs(prompts[:8], labels)
     sync()

@@ -35,7 +35,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,14 @@ def machine_info() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- running
-def run_table(backend: Any, config: ICLEvalConfig, data_dir: Path, console: Console) -> tuple[dict[str, Any], dict]:
-    """``evaluate_icl`` one task at a time (so a long run logs its progress); results and seconds per task."""
+def run_table(
+    backend: Any, config: ICLEvalConfig, data_dir: Path, console: Console, checkpoint: Callable[[dict, dict], None]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """``evaluate_icl`` one task at a time; results and seconds per task.
+
+    Per task, so a long run logs its progress and ``checkpoint(results, seconds)`` can save what is done
+    (a run stopped half-way keeps its finished tasks).
+    """
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     show_bar = console.is_terminal
@@ -91,6 +97,7 @@ def run_table(backend: Any, config: ICLEvalConfig, data_dir: Path, console: Cons
         results.update(evaluate_icl(backend, task_config, data_dir, progress=show_bar))
         seconds[name] = time.perf_counter() - start
         console.print(f"  {name}: {seconds[name]:.0f} s (n_test={results[name]['n_test']})", highlight=False)
+        checkpoint(results, seconds)
     return results, seconds
 
 
@@ -357,8 +364,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_seconds = time.perf_counter() - load_start
     console.print(f"model {backend.name} loaded in {load_seconds:.1f} s; prefix reuse: {backend.prefix_reuse}")
 
+    command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
+
+    def checkpoint(done: dict[str, Any], seconds: dict[str, float]) -> None:
+        partial = {"benchmark": "icl_calibration", "complete": False, "command": command, "model": backend.name}
+        partial |= {"config": config.to_dict(), "machine": machine, "seconds_per_task": seconds, "results": done}
+        write_json_atomic(args.out, partial)
+
     start = time.perf_counter()
-    results, task_seconds = run_table(backend, config, data_dir, console)
+    results, task_seconds = run_table(backend, config, data_dir, console, checkpoint)
     table_seconds = time.perf_counter() - start
 
     headline = 8 if 8 in config.shots else max(config.shots)
@@ -406,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine["load_average_end"] = list(os.getloadavg())
     payload = {
         "benchmark": "icl_calibration",
-        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        "complete": True,
+        "command": command,
         "model": backend.name,
         "config": config.to_dict(),
         "quick": args.quick,

@@ -230,8 +230,9 @@ class HFBackend:
         ctx = self._encode_many(contexts)
         pairs = []
         for i, (context, w, c) in enumerate(zip(contexts, whole, ctx, strict=True)):
-            if not context:
-                pairs.append(([self._prefix_token_id], self._encode_many([continuations[i]])[0]))
+            if not context:  # the prefix token stands in for the context; the continuation gets no BOS of its own
+                cont = list(self.tokenizer(continuations[i], add_special_tokens=False).input_ids)
+                pairs.append(([self._prefix_token_id], cont))
                 continue
             cont = w[len(c) :]
             if not cont:

@@ -75,6 +75,17 @@ def test_trailing_space_moves_to_continuation(tiny_backend):
     assert a == b
 
 
+def test_empty_context_scores_every_continuation_token_after_one_bos(tiny_backend):
+    hello = tiny_backend.tokenizer("Hello world", add_special_tokens=False).input_ids
+    prefix = tiny_backend._prefix_token_id
+    assert tiny_backend._encode_pairs([("", "Hello world")], False) == [([prefix], hello)]
+    tiny_backend._adds_bos = True  # as for Llama-2 / Gemma tokenizers: BOS once, before the context only
+    bos = tiny_backend.tokenizer.bos_token_id
+    assert tiny_backend._encode_pairs([("", "Hello world")], False) == [([prefix], hello)]
+    ((ctx, cont),) = tiny_backend._encode_pairs([("Hi", " there")], False)
+    assert ctx[0] == bos and ctx.count(bos) == 1 and bos not in cont
+
+
 def test_is_greedy_is_true_for_the_argmax_continuation(tiny_backend):
     tok = tiny_backend.tokenizer
     ids = tok("The capital of France is", add_special_tokens=False).input_ids
