@@ -30,7 +30,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import random
 import sys
 import time
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -178,22 +178,6 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
-
-
-def machine_info() -> dict[str, Any]:
-    import lm_eval
-    import transformers
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "lm_eval": getattr(lm_eval, "__version__", "unknown"),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_start": list(os.getloadavg()),
-    }
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -349,16 +333,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipped: SST-2 data not found ({', '.join(missing)}); pass --data-dir")
         return 0
     try:
-        import lm_eval  # noqa: F401
+        import lm_eval
     except ImportError:
         print("lm-evaluation-harness is not installed: pip install -e '.[bench]'", file=sys.stderr)
         return 1
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
+    import lm_eval
+
     from biasaudit.backend.hf import HFBackend
     from biasaudit.models import load_model
 
-    info = machine_info()
+    info = machine_info(lm_eval=getattr(lm_eval, "__version__", "unknown"))
     flops_per_s = matmul_flops()
     loaded = load_model("default")
     model, tokenizer = loaded.model, loaded.tokenizer

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,10 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
 from rich.console import Console
 from rich.table import Table
 
+from biasaudit.calibration.contextual import CONTENT_FREE_INPUTS
+from biasaudit.calibration.domain_context import DomainContextCalibrator
 from biasaudit.calibration.evaluate import METHODS, TASKS, ICLEvalConfig, evaluate_icl
 from biasaudit.calibration.tasks import (
     DatasetNotFoundError,
@@ -53,7 +54,7 @@ from biasaudit.calibration.tasks import (
     sample_demonstrations,
     sample_test,
 )
-from biasaudit.jsonio import write_json_atomic
+from biasaudit.jsonio import read_json, write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "icl_calibration.json"
@@ -65,18 +66,6 @@ REUSE_CONDITION = ("sst2", 8, 0)
 
 
 # ------------------------------------------------------------------------------------------- machine
-def machine_info() -> dict[str, Any]:
-    import transformers
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average_start": list(os.getloadavg()),
-    }
 
 
 # ------------------------------------------------------------------------------------------- running
@@ -309,6 +298,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reuse-queries", type=int, default=None, help="test items for the reuse on/off timing (default: --n-test)"
     )
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="re-print tables and checks of a finished run (no model)"
+    )
     parser.add_argument("--plot", action="store_true", help="also write a Macro-F1 vs shots PNG next to the JSON")
     args = parser.parse_args(argv)
     if args.quick:
@@ -338,15 +330,100 @@ def resolve_data_dir(data_dir: Path | None) -> Path | None:
     return root if (root / "fewshot_cls").is_dir() else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 170)
-    data_dir = resolve_data_dir(args.data_dir)
-    if data_dir is None:
-        where = args.data_dir or "the default data folder ($BIASAUDIT_DATA or ../shared/data)"
-        print(f"skipped: no fewshot_cls/ data under {where}; pass --data-dir")
-        return 0
+def projected_full_table(
+    seconds_per_task: dict[str, float], results: dict[str, Any], config: ICLEvalConfig, data_dir: Path | None
+) -> dict[str, Any] | None:
+    """ESTIMATE of the full protocol's time from a reduced run: each task's time scaled by scored queries.
 
+    Scored queries per task = conditions x (test items + CC's and DC's calibration inputs). Per-query cost
+    is taken as independent of the shots (a 0-shot query costs about 0.85x an 8-shot one with prefix
+    reuse, measured on SST-2), and the per-task bias measurement is scaled along (a slight overestimate).
+    """
+    if data_dir is None or not seconds_per_task:
+        return None
+    full = ICLEvalConfig()
+    n_calib = len(CONTENT_FREE_INPUTS) + DomainContextCalibrator().n_samples
+
+    def n_conditions(cfg: ICLEvalConfig) -> int:
+        return sum(1 if k == 0 else len(cfg.seeds) for k in cfg.shots)
+
+    per_task = {}
+    for name, seconds in seconds_per_task.items():
+        full_n = min(full.n_test, len(load_split(load_task(name), "test", data_dir)))
+        measured = n_conditions(config) * (results[name]["n_test"] + n_calib)
+        per_task[name] = seconds * n_conditions(full) * (full_n + n_calib) / measured
+    return {
+        "seconds": float(sum(per_task.values())),
+        "per_task": per_task,
+        "covers_all_tasks": set(per_task) >= set(full.tasks),
+        "note": "estimate: measured per-task time x (full / measured) scored queries; not a measurement",
+    }
+
+
+def report(payload: dict[str, Any], data_dir: Path | None, console: Console) -> dict[str, Any]:
+    """Print the tables and the checks of a finished run; returns ``payload`` with the analyses added."""
+    config = ICLEvalConfig.from_dict(payload["config"])
+    results, timing, reuse = payload["results"], payload["timing"], payload.get("reuse_comparison")
+    headline = 8 if 8 in config.shots else max(config.shots)
+    average = task_average(results, headline, config.methods) if len(results) > 1 else None
+    for metric, label in (("macro_f1", "Macro-F1"), ("accuracy", "Accuracy")):
+        title = f"{label}, mean ± std over demo seeds ({payload['model']}; bold = best per row)"
+        console.print(score_table(results, config.methods, metric, title, average))
+    if config.measure_bias:
+        console.print(bias_table(results))
+    check = expectation_check(results, average, headline)
+    print_expectation(console, check)
+
+    table_seconds = timing["table_seconds"]
+    reduced = is_reduced(config)
+    projection = projected_full_table(timing["table_seconds_per_task"], results, config, data_dir) if reduced else None
+    full_seconds = projection["seconds"] if projection else (None if reduced else table_seconds)
+    within = None if full_seconds is None else full_seconds / 60 < TARGET_MINUTES
+    verdict = {True: "within", False: "OVER", None: "unknown vs"}[within]
+    line = (
+        f"Total wall time of the table (prefix reuse on, model load excluded): {table_seconds:.0f} s = "
+        f"{table_seconds / 60:.1f} min"
+    )
+    if not reduced:
+        line += f" -> {verdict} the {TARGET_MINUTES:.0f}-minute target"
+    elif projection is not None:
+        line += (
+            f" for this REDUCED configuration. The {TARGET_MINUTES:.0f}-minute target is for the full table; "
+            f"projected full table (ESTIMATE, per-task times scaled by scored queries"
+            f"{'' if projection['covers_all_tasks'] else ', measured tasks only'}): "
+            f"{projection['seconds'] / 60:.0f} min -> {verdict} the target"
+        )
+    console.print(line, highlight=False)
+    if reuse is not None:
+        # Extrapolations are analyses, recomputed on every report (also from an older JSON).
+        reuse = {k: v for k, v in reuse.items() if not k.startswith("extrapolated")}
+        payload["reuse_comparison"] = reuse
+        c = reuse["condition"]
+        console.print(
+            f"Prefix reuse on/off, {c['task']} {c['shots']}-shot seed {c['seed']}, {c['n_queries']} queries (test "
+            f"scoring only): on {reuse['seconds_reuse_on']:.1f} s "
+            f"(runs {', '.join(f'{t:.1f}' for t in reuse['seconds_reuse_on_runs'])}), "
+            f"off {reuse['seconds_reuse_off']:.1f} s, "
+            f"speedup {reuse['speedup']:.2f}x, max |log-prob diff| {reuse['max_abs_logprob_diff']:.2e}, "
+            f"same argmax: {reuse['same_argmax']}",
+            highlight=False,
+        )
+        if full_seconds is not None:
+            reuse["extrapolated_full_table_seconds_reuse_off"] = full_seconds * reuse["speedup"]
+            console.print(
+                f"EXTRAPOLATED (not measured) full-table time with reuse off: "
+                f"{'projected ' if reduced else ''}full-table time x {reuse['speedup']:.2f} = "
+                f"{reuse['extrapolated_full_table_seconds_reuse_off'] / 60:.0f} min. Rough upper end: 0- and "
+                "1-shot prompts have little prefix to reuse.",
+                highlight=False,
+            )
+    console.print("Timings are wall-clock on a shared machine (other jobs running): treat them as noisy.")
+    timing |= {"reduced_configuration": reduced, "projected_full_table": projection, "within_target": within}
+    return payload | {"average_over_tasks": average, "expectation": check}
+
+
+def run(args: argparse.Namespace, data_dir: Path, console: Console, command: str) -> dict[str, Any]:
+    """Load the model, run the table and the reuse comparison; the raw payload (no analyses yet)."""
     from biasaudit.backend.hf import HFBackend
 
     config = ICLEvalConfig(
@@ -364,8 +441,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_seconds = time.perf_counter() - load_start
     console.print(f"model {backend.name} loaded in {load_seconds:.1f} s; prefix reuse: {backend.prefix_reuse}")
 
-    command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
-
     def checkpoint(done: dict[str, Any], seconds: dict[str, float]) -> None:
         partial = {"benchmark": "icl_calibration", "complete": False, "command": command, "model": backend.name}
         partial |= {"config": config.to_dict(), "machine": machine, "seconds_per_task": seconds, "results": done}
@@ -374,51 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     results, task_seconds = run_table(backend, config, data_dir, console, checkpoint)
     table_seconds = time.perf_counter() - start
-
-    headline = 8 if 8 in config.shots else max(config.shots)
-    average = task_average(results, headline, config.methods) if len(results) > 1 else None
-    for metric, label in (("macro_f1", "Macro-F1"), ("accuracy", "Accuracy")):
-        title = f"{label}, mean ± std over demo seeds ({backend.name}; bold = best per row)"
-        console.print(score_table(results, config.methods, metric, title, average))
-    if config.measure_bias:
-        console.print(bias_table(results))
-    check = expectation_check(results, average, headline)
-    print_expectation(console, check)
-
-    minutes = table_seconds / 60
-    within = minutes < TARGET_MINUTES
-    console.print(
-        f"Total wall time of the table (prefix reuse on, model load excluded): {table_seconds:.0f} s = "
-        f"{minutes:.1f} min "
-        f"-> {'within' if within else 'OVER'} the {TARGET_MINUTES:.0f}-minute target"
-        + (" (reduced configuration)" if is_reduced(config) else ""),
-        highlight=False,
-    )
-
+    machine["load_average_after_table"] = list(os.getloadavg())
     reuse = None
     if not args.no_reuse_check:
         reuse = reuse_comparison(backend, data_dir, args.reuse_queries or config.n_test, config.mode)
-        reuse["extrapolated_table_seconds_reuse_off"] = table_seconds * reuse["speedup"]
-        c = reuse["condition"]
-        console.print(
-            f"Prefix reuse on/off, {c['task']} {c['shots']}-shot seed {c['seed']}, {c['n_queries']} queries (test "
-            f"scoring only): on {reuse['seconds_reuse_on']:.1f} s "
-            f"(runs {', '.join(f'{t:.1f}' for t in reuse['seconds_reuse_on_runs'])}), "
-            f"off {reuse['seconds_reuse_off']:.1f} s, "
-            f"speedup {reuse['speedup']:.2f}x, max |log-prob diff| {reuse['max_abs_logprob_diff']:.2e}, "
-            f"same argmax: {reuse['same_argmax']}",
-            highlight=False,
-        )
-        console.print(
-            f"EXTRAPOLATED (not measured) full-table time with reuse off: table time x {reuse['speedup']:.2f} = "
-            f"{reuse['extrapolated_table_seconds_reuse_off'] / 60:.0f} min. Rough: 0- and 1-shot prompts have "
-            "little prefix to reuse, so this overstates their share.",
-            highlight=False,
-        )
-    console.print("Timings are wall-clock on a shared machine (other jobs running): treat them as noisy.")
-
     machine["load_average_end"] = list(os.getloadavg())
-    payload = {
+    return {
         "benchmark": "icl_calibration",
         "complete": True,
         "command": command,
@@ -431,19 +467,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             "table_seconds": table_seconds,
             "table_seconds_per_task": task_seconds,
             "target_minutes": TARGET_MINUTES,
-            "within_target": within,
             "prefix_reuse": backend.prefix_reuse,
         },
         "reuse_comparison": reuse,
-        "average_over_tasks": average,
-        "expectation": check,
         "results": results,
     }
-    write_json_atomic(args.out, payload)
-    console.print(f"wrote {args.out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 170)
+    command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
+    data_dir = resolve_data_dir(args.data_dir)
+    if args.from_json is not None:
+        raw = read_json(args.from_json)
+        if raw is None or not raw.get("complete"):
+            print(f"error: {args.from_json} is not the JSON of a finished run", file=sys.stderr)
+            return 2
+        payload = report(raw, data_dir, console) | {"report_command": command}
+        out = args.out if args.out != DEFAULT_OUT else args.from_json
+    else:
+        if data_dir is None:
+            where = args.data_dir or "the default data folder ($BIASAUDIT_DATA or ../shared/data)"
+            print(f"skipped: no fewshot_cls/ data under {where}; pass --data-dir")
+            return 0
+        payload = report(run(args, data_dir, console, command), data_dir, console)
+        out = args.out
+    write_json_atomic(out, payload)
+    console.print(f"wrote {out}")
     if args.plot:
-        png = args.out.with_suffix(".png")
-        save_plot(results, config.methods, png)
+        png = out.with_suffix(".png")
+        save_plot(payload["results"], payload["config"]["methods"], png)
         console.print(f"wrote {png}")
     return 0
 
