@@ -65,9 +65,6 @@ TARGET_MINUTES = 30.0
 REUSE_CONDITION = ("sst2", 8, 0)
 
 
-# ------------------------------------------------------------------------------------------- machine
-
-
 # ------------------------------------------------------------------------------------------- running
 def run_table(
     backend: Any, config: ICLEvalConfig, data_dir: Path, console: Console, checkpoint: Callable[[dict, dict], None]
@@ -206,7 +203,8 @@ def score_table(
         table.add_column(METHOD_NAMES.get(m, m), justify="right")
     for name, r in results.items():
         for shots, row in r["summary"].items():
-            best = max(methods, key=lambda m, row=row: row[m][f"{metric}_mean"])
+            means = {m: row[m][f"{metric}_mean"] for m in methods}
+            best = max(means, key=means.__getitem__)
             cells = [f"[bold]{_pm(row[m], metric)}[/bold]" if m == best else _pm(row[m], metric) for m in methods]
             table.add_row(name, str(r["n_test"]), shots, str(row[methods[0]]["n_seeds"]), *cells)
         table.add_section()
@@ -336,8 +334,9 @@ def projected_full_table(
     """ESTIMATE of the full protocol's time from a reduced run: each task's time scaled by scored queries.
 
     Scored queries per task = conditions x (test items + CC's and DC's calibration inputs). Per-query cost
-    is taken as independent of the shots (a 0-shot query costs about 0.85x an 8-shot one with prefix
-    reuse, measured on SST-2), and the per-task bias measurement is scaled along (a slight overestimate).
+    is taken as independent of the shots (with prefix reuse only the query tokens are run; a 0-shot SST-2
+    query measured at roughly the cost of an 8-shot one), and the per-task bias measurement is scaled
+    along (a slight overestimate). It inherits the machine load of the measured run.
     """
     if data_dir is None or not seconds_per_task:
         return None
