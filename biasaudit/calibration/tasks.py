@@ -184,13 +184,19 @@ class ICLTask:
         return self.prompt_prefix(demonstrations) + self.format_example(query_fields)
 
     def icl_prompt(self, demonstrations: Sequence[Example], **options: Any) -> ICLPrompt:
-        """The calibrators' view of this task with these demonstrations (``options``: mode, ...)."""
-        # Literal braces of the template stay escaped in query_template; the prefix is already filled,
-        # which ICLPrompt treats as plain text.
-        return ICLPrompt(
-            query_template=self.query_template,
-            labels=tuple(self.label_continuations),
-            prefix=self.prompt_prefix(demonstrations),
+        """The calibrators' view of this task with these demonstrations (``options``: mode, ...).
+
+        Built by ``build_icl_prompt``, the one place that turns a template and demonstrations into a
+        prompt, so a task prompt and a hand-written ``ICLClassifier`` prompt cannot drift apart.
+        """
+        from biasaudit.calibration.classifier import build_icl_prompt
+
+        return build_icl_prompt(
+            self.template,
+            self.label_words,
+            [(d.fields, d.label) for d in demonstrations],
+            instruction=self.instruction or "",
+            separator=self.separator,
             **options,
         )
 
