@@ -1,8 +1,8 @@
 """Model backends behind one protocol (see ``protocol.py``)."""
 
-from biasaudit.backend.protocol import Backend, LabelMode, LoglikelihoodResult, Pooling
+from biasaudit.backend.protocol import Backend, LabelMode, LoglikelihoodResult, Pooling, TokenStates
 
-__all__ = ["Backend", "HFBackend", "LabelMode", "LoglikelihoodResult", "Pooling"]
+__all__ = ["Backend", "HFBackend", "LabelMode", "LoglikelihoodResult", "Pooling", "TokenStates"]
 
 
 def __getattr__(name: str):  # keep `import biasaudit.backend` light: transformers loads on first use

@@ -17,8 +17,10 @@ Speed without changing a number (each trick has an equivalence test):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from biasaudit.backend.batching import BatchPlanner, BatchSize
-from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult, Pooling
+from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult, Pooling, TokenStates
 from biasaudit.errors import InvalidRequestError, LabelCollisionError, LayerOutOfRangeError
 from biasaudit.progress import progress_bar
 
@@ -133,6 +135,20 @@ class HFBackend:
         self._decoder_layers = self._find_decoder_layers()
         self._prefix_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self._adds_bos = self._tokenizer_adds_bos()
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Hash of the config and a sample of every weight tensor: two checkpoints of one architecture differ.
+
+        Sampling (first and last 64 values of each tensor, plus its sum) keeps this to milliseconds.
+        """
+        digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+        with torch.inference_mode():
+            for pname, param in sorted(self.model.state_dict().items()):
+                flat = param.detach().reshape(-1).float().cpu()
+                digest.update(pname.encode())
+                digest.update(torch.cat([flat[:64], flat[-64:], flat.sum().reshape(1)]).numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -589,7 +605,6 @@ class HFBackend:
         """Pooled residual stream of one right-padded batch; stops the forward after ``deepest``."""
         ids, mask = self._right_padded(seqs)
         lengths = mask.sum(dim=1)
-        captured: dict[int, torch.Tensor] = {}
 
         def pool(h: torch.Tensor) -> torch.Tensor:
             if pooling == "last":
@@ -597,10 +612,27 @@ class HFBackend:
             m = mask.unsqueeze(-1).to(h.dtype)
             return (h * m).sum(dim=1) / lengths.unsqueeze(-1).to(h.dtype)
 
+        return self._capture_layers(ids, mask, wanted, deepest, pool)
+
+    def _capture_layers(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        wanted: list[int],
+        deepest: int,
+        reduce: Callable[[torch.Tensor], torch.Tensor],
+    ) -> dict[int, np.ndarray]:
+        """``reduce(residual stream)`` at each wanted layer, via hooks; the forward stops after ``deepest``.
+
+        Hooks read the decoder blocks' outputs, so the last layer is the residual stream before the
+        final norm (``output_hidden_states`` applies the norm to its last entry).
+        """
+        captured: dict[int, torch.Tensor] = {}
+
         def capture(layer: int):
             def hook(_module: Any, _args: Any, output: Any) -> None:
                 h = output[0] if isinstance(output, tuple) else output
-                captured[layer] = pool(h).float().cpu()
+                captured[layer] = reduce(h).float().cpu()
                 if layer == deepest:
                     raise _StopForward
 
@@ -608,7 +640,7 @@ class HFBackend:
 
         def capture_embeddings(_module: Any, args: Any, kwargs: Any) -> None:
             h = args[0] if args else kwargs["hidden_states"]
-            captured[0] = pool(h).float().cpu()
+            captured[0] = reduce(h).float().cpu()
             if deepest == 0:
                 raise _StopForward
 
@@ -627,6 +659,36 @@ class HFBackend:
             for handle in handles:
                 handle.remove()
         return {layer: captured[layer].numpy() for layer in wanted}
+
+    def iter_token_states(
+        self, texts: Sequence[str], layers: Sequence[int], *, skip_positions: int = 1
+    ) -> Iterator[TokenStates]:
+        if len(texts) == 0:
+            raise InvalidRequestError("token states got no texts")
+        if skip_positions < 0:
+            raise InvalidRequestError(f"skip_positions must be >= 0, not {skip_positions}")
+        wanted = self._normalise_layers(layers)
+        encoded = self._encode_many(texts)
+        keep = [k for k, e in enumerate(encoded) if len(e) > skip_positions]
+        if not keep:
+            return
+        deepest = max(wanted)
+
+        def run(batch: np.ndarray) -> TokenStates:
+            rows = [keep[b] for b in batch]
+            ids, mask = self._right_padded([encoded[r] for r in rows])
+            select = mask.bool().clone()
+            select[:, :skip_positions] = False
+            values = self._capture_layers(ids, mask, wanted, deepest, lambda h: h[select])
+            row_of, position = select.nonzero(as_tuple=True)
+            return TokenStates(
+                text_index=np.asarray(rows, dtype=np.int64)[row_of.cpu().numpy()],
+                position=position.cpu().numpy().astype(np.int64),
+                values=values,
+            )
+
+        for _batch, states in self.planner.map([len(encoded[k]) for k in keep], run):
+            yield states
 
     def hidden_states(
         self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"

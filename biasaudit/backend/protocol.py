@@ -31,6 +31,19 @@ class LoglikelihoodResult:
     n_tokens: int
 
 
+@dataclass(frozen=True)
+class TokenStates:
+    """Per-token residual stream of one batch of texts (what SAE training and latent search read).
+
+    ``values[layer]`` is (n_tokens, d); row i belongs to ``texts[text_index[i]]`` at token ``position[i]``.
+    Padding never appears; the first ``skip_positions`` tokens of every text are left out.
+    """
+
+    text_index: np.ndarray
+    position: np.ndarray
+    values: dict[int, np.ndarray]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What a method may ask of a model. ``HFBackend`` is the reference implementation."""
@@ -38,6 +51,8 @@ class Backend(Protocol):
     name: str
     n_layers: int
     hidden_size: int
+    # Identifies the weights, not just the name: caches of activations are keyed by it.
+    fingerprint: str
 
     def loglikelihood(
         self, requests: Sequence[tuple[str, str]], *, apply_chat_template: bool = False
@@ -91,6 +106,16 @@ class Backend(Protocol):
         self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
     ) -> Iterator[tuple[np.ndarray, dict[int, np.ndarray]]]:
         """Like ``hidden_states`` but streamed: yields (indices into ``texts``, {layer: (b, d)}) per batch."""
+        ...
+
+    def iter_token_states(
+        self, texts: Sequence[str], layers: Sequence[int], *, skip_positions: int = 1
+    ) -> Iterator[TokenStates]:
+        """Every token's residual stream after the requested layers, streamed per batch (no pooling).
+
+        ``skip_positions`` drops each text's first tokens (position 0 carries an attention-sink
+        activation with a huge norm that would dominate any reconstruction loss).
+        """
         ...
 
     def format_chat(self, prompt: str) -> str:
