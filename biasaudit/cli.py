@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from biasaudit import __version__
+from biasaudit.cli_common import console, err_console, fail, parse_batch_size
 from biasaudit.errors import BiasAuditError
 
 app = typer.Typer(
@@ -25,25 +24,6 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _parse_batch_size(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        size = int(value)
-    except ValueError:
-        raise typer.BadParameter("use a positive integer or 'auto'") from None
-    if size < 1:
-        raise typer.BadParameter("use a positive integer or 'auto'")
-    return size
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    return typer.Exit(code=2)
 
 
 def _version(value: bool) -> None:
@@ -127,7 +107,7 @@ def audit(
         model=model,
         suites=[s.strip() for s in suite.split(",") if s.strip()] if suite else [],
         limit=limit,
-        batch_size=_parse_batch_size(batch_size),  # type: ignore[arg-type]
+        batch_size=parse_batch_size(batch_size),  # type: ignore[arg-type]
         seed=seed,
         device=device,
         dtype=dtype,
@@ -138,7 +118,7 @@ def audit(
     try:
         path = run_audit(config, out, force=force, console=err_console)
     except (BiasAuditError, ValueError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     summary = json.loads(path.read_text())
     table = Table(title=f"biasaudit: {summary['model']['name']}")
     table.add_column("suite")
@@ -203,17 +183,27 @@ def calibrate(
                 device=device,
                 dtype=dtype,
                 trust_remote_code=trust_remote_code,
-                batch_size=_parse_batch_size(batch_size),  # type: ignore[arg-type]
+                batch_size=parse_batch_size(batch_size),  # type: ignore[arg-type]
             )
         calibrator = klass(seed=seed) if method == "dc" else klass()  # type: ignore[call-arg]
         calibrator.fit(backend, prompt, pool)
         calibrator.save(out)
     except (BiasAuditError, ValueError) as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     prior = ", ".join(f"{label.strip()}={p:.3f}" for label, p in zip(prompt.labels, calibrator.prior_, strict=True))
     console.print(f"{method} prior for {spec.name} ({shots}-shot, seed {seed}): {prior}")
     console.print(f"prior: {os.path.abspath(out)}")
 
+
+def _register_subcommands() -> None:
+    from biasaudit.cli_concepts import concepts_app
+    from biasaudit.cli_sae import sae_app
+
+    app.add_typer(concepts_app, name="concepts")
+    app.add_typer(sae_app, name="sae")
+
+
+_register_subcommands()
 
 if __name__ == "__main__":
     app()

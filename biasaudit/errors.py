@@ -29,3 +29,7 @@ class LayerOutOfRangeError(InvalidRequestError, IndexError):
 
 class CacheCorruptError(BiasAuditError):
     """A cache entry exists but cannot be read; it is recomputed, never reused."""
+
+
+class TooFewExamplesError(BiasAuditError, ValueError):
+    """A concept (or the generic pool) has too few usable examples after filtering to fit a CAV."""
