@@ -57,3 +57,16 @@ def test_audit_rejects_bad_batch_size_and_unknown_suite(tmp_path):
     assert bad.exit_code != 0 and "positive integer or 'auto'" in bad.output
     unknown = runner.invoke(app, ["audit", "default", "--out", str(tmp_path), "--suite", "nope"])
     assert unknown.exit_code == 2 and "unknown suite" in unknown.output
+
+
+def test_parse_layers_forms():
+    import typer
+
+    from biasaudit.cli_common import parse_layers
+
+    assert parse_layers("all", 4) == [1, 2, 3, 4]
+    assert parse_layers("1, 3-4,-1", 30) == [1, 3, 4, 30]
+    assert parse_layers("-2--1", 30) == [29, 30]
+    for bad in ("x", "1-", ""):
+        with pytest.raises(typer.BadParameter):
+            parse_layers(bad, 30)

@@ -188,6 +188,10 @@ class ConceptVectors:
 
         out = Path(out_dir)
         meta = read_json(out / "concepts.json")
+        if not isinstance(meta, dict) or not (out / "cavs.safetensors").is_file():
+            raise InvalidRequestError(
+                f"{out} is not a concept-vectors folder (needs a readable concepts.json and cavs.safetensors)"
+            )
         tensors = load_file(str(out / "cavs.safetensors"))
         vectors: dict[str, dict[int, np.ndarray]] = {}
         offsets: dict[int, np.ndarray] = {}

@@ -186,6 +186,38 @@ def test_hidden_states_stream_in_batches_and_accept_negative_layers(tiny_backend
         np.testing.assert_allclose(pooled[2], whole[batch], atol=1e-4, rtol=1e-5)
 
 
+def test_token_states_match_output_hidden_states_per_token(tiny_backend):
+    backend = HFBackend(tiny_backend.model, tiny_backend.tokenizer, batch_size=2, progress=False)
+    texts = ["hello there", "a much longer sentence, used to test padding", "x", "two words"]
+    model, tok = backend.model, backend.tokenizer
+    seen = []
+    for states in backend.iter_token_states(texts, [0, 1], skip_positions=1):
+        assert set(states.values) == {0, 1}
+        assert len(states.text_index) == len(states.position) == len(states.values[1])
+        for row, (i, pos) in enumerate(zip(states.text_index, states.position, strict=True)):
+            ids = torch.tensor([tok(texts[i], add_special_tokens=False).input_ids])
+            with torch.no_grad():
+                hs = model(ids, output_hidden_states=True).hidden_states
+            for layer in (0, 1):
+                np.testing.assert_allclose(states.values[layer][row], hs[layer][0, pos].numpy(), atol=1e-5)
+            seen.append((int(i), int(pos)))
+    lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in texts]
+    # Every token but the first of each text, once; a one-token text contributes nothing.
+    assert sorted(seen) == sorted((i, p) for i, n in enumerate(lengths) for p in range(1, n))
+    with pytest.raises(InvalidRequestError):
+        next(backend.iter_token_states(texts, [1], skip_positions=-1))
+
+
+def test_fingerprint_tells_weights_apart(tiny_backend, tokenizer):
+    from conftest import build_tiny_model
+
+    other = HFBackend(build_tiny_model(len(tokenizer), seed=1), tokenizer, progress=False)
+    same = HFBackend(tiny_backend.model, tokenizer, progress=False)
+    assert same.fingerprint == tiny_backend.fingerprint
+    assert other.fingerprint != tiny_backend.fingerprint
+    assert isinstance(tiny_backend, Backend)
+
+
 def test_generate_batched_equals_one_at_a_time(tiny_backend):
     prompts = [
         "The capital of France is",
