@@ -129,7 +129,7 @@ class ConceptActivationVector:
             c_idx = rng.choice(len(X_c), size=n, replace=False)
             X = (np.concatenate([X_c[c_idx], X_g[g_idx]]) - self.offset_) / self.scale_
             y = np.concatenate([np.ones(n), np.zeros(n)])
-            if r < max(1, self.cv_repeats):
+            if r < self.cv_repeats:
                 accuracies.append(held_out_accuracy(X, y, C=self.C, n_folds=self.n_folds, seed=self.random_state + r))
             clf = _classifier(self.C).fit(X, y)
             w = clf.coef_[0]
@@ -139,11 +139,23 @@ class ConceptActivationVector:
         mean = self.cavs_.mean(axis=0)
         self.cav_ = mean / max(np.linalg.norm(mean), 1e-12)
         self.intercept_ = float(np.mean(intercepts))
-        self.accuracy_ = float(np.mean(accuracies))
-        self.accuracy_std_ = float(np.std(accuracies))
+        self.accuracy_ = float(np.mean(accuracies)) if accuracies else float("nan")
+        self.accuracy_std_ = float(np.std(accuracies)) if accuracies else float("nan")
         self.stability_ = pairwise_stability(self.cavs_)
         self.n_concept_, self.n_generic_ = len(X_c), len(X_g)
         return self
+
+    def fit_direction(self, X_concept: np.ndarray, X_generic: np.ndarray) -> np.ndarray:
+        """One unit CAV from all rows (no resampling, no cross-validation): what bootstrap and
+        permutation replicates refit. Same centring, scaling and regularisation as ``fit``."""
+        X_c = np.asarray(X_concept, dtype=np.float64)
+        X_g = np.asarray(X_generic, dtype=np.float64)
+        offset = X_g.mean(axis=0) if self.center else np.zeros(X_c.shape[1])
+        scale = float(np.linalg.norm(X_g - offset, axis=1).mean()) or 1.0
+        X = (np.concatenate([X_c, X_g]) - offset) / scale
+        y = np.concatenate([np.ones(len(X_c)), np.zeros(len(X_g))])
+        w = _classifier(self.C).fit(X, y).coef_[0]
+        return w / max(float(np.linalg.norm(w)), 1e-12)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Signed distance of each row (n, d) along the CAV: (X - offset) · cav."""

@@ -14,6 +14,7 @@ per concept and layer. The fitted ``ConceptVectors`` answer "the CAV for X at la
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,6 +217,52 @@ class ConceptVectors:
         )
 
 
+def vectors_from_activations(
+    activations: Mapping[str, Mapping[int, np.ndarray]],
+    config: ConceptExtractionConfig,
+    *,
+    model: str = "",
+    fingerprint: str = "",
+    progress: bool = False,
+) -> ConceptVectors:
+    """CAVs for every concept in ``activations`` ({"group/concept" or "generic": {layer: (n, d)}}).
+
+    Each concept is fitted against "generic"; concepts sharing a group ("group/...") also get the
+    within-group accuracy. The piece of ``ConceptExtractor.fit`` that needs no model, so precomputed
+    (or synthetic) activations work too.
+    """
+    if "generic" not in activations:
+        raise InvalidRequestError("activations need a 'generic' entry (the negative class)")
+    generic = activations["generic"]
+    layers = sorted(generic)
+    concepts = [k for k in activations if k != "generic"]
+    vectors: dict[str, dict[int, np.ndarray]] = {}
+    results: list[CAVResult] = []
+    offsets: dict[int, np.ndarray] = {}
+    with progress_bar("CAVs", len(concepts) * len(layers), enabled=progress) as advance:
+        for key in concepts:
+            vectors[key] = {}
+            siblings = [k for k in concepts if k != key and k.split("/")[0] == key.split("/")[0]]
+            for layer in layers:
+                cav = ConceptActivationVector(
+                    C=config.C, n_folds=config.n_folds, n_repeats=config.n_repeats, random_state=config.seed
+                ).fit(activations[key][layer], generic[layer])
+                within = None
+                if siblings:
+                    rest = np.concatenate([activations[k][layer] for k in siblings])
+                    within = contrast_accuracy(
+                        activations[key][layer], rest, C=config.C, n_folds=config.n_folds, seed=config.seed
+                    )
+                vectors[key][layer] = cav.cav_.astype(np.float32)
+                offsets[layer] = cav.offset_.astype(np.float32)
+                results.append(cav.result(key, layer, within))
+                advance(1)
+    return ConceptVectors(
+        model=model, fingerprint=fingerprint, layers=layers, config=config, vectors=vectors, offsets=offsets,
+        results=results,
+    )  # fmt: skip
+
+
 class ConceptExtractor:
     """Build examples, activations and CAVs for the concepts of ``config`` (scikit-learn style).
 
@@ -307,39 +354,10 @@ class ConceptExtractor:
         self.activations_ = {
             key: {layer: acts[layer][[row[t] for t in ex.texts]] for layer in layers} for key, ex in examples.items()
         }
-        generic = self.activations_["generic"]
-        vectors: dict[str, dict[int, np.ndarray]] = {}
-        results: list[CAVResult] = []
-        offsets: dict[int, np.ndarray] = {}
-        concepts = [k for k in examples if k != "generic"]
-        with progress_bar("CAVs", len(concepts) * len(layers), enabled=self.progress) as advance:
-            for key in concepts:
-                vectors[key] = {}
-                siblings = [k for k in concepts if k != key and k.split("/")[0] == key.split("/")[0]]
-                for layer in layers:
-                    cav = ConceptActivationVector(
-                        C=cfg.C, n_folds=cfg.n_folds, n_repeats=cfg.n_repeats, random_state=cfg.seed
-                    ).fit(self.activations_[key][layer], generic[layer])
-                    within = None
-                    if siblings:
-                        rest = np.concatenate([self.activations_[k][layer] for k in siblings])
-                        within = contrast_accuracy(
-                            self.activations_[key][layer], rest, C=cfg.C, n_folds=cfg.n_folds, seed=cfg.seed
-                        )
-                    vectors[key][layer] = cav.cav_.astype(np.float32)
-                    offsets[layer] = cav.offset_.astype(np.float32)
-                    results.append(cav.result(key, layer, within))
-                    advance(1)
-        self.vectors_ = ConceptVectors(
-            model=backend.name,
-            fingerprint=backend.fingerprint,
-            layers=layers,
-            config=cfg,
-            vectors=vectors,
-            offsets=offsets,
-            results=results,
-            examples=examples,
+        self.vectors_ = vectors_from_activations(
+            self.activations_, cfg, model=backend.name, fingerprint=backend.fingerprint, progress=self.progress
         )
+        self.vectors_.examples = examples
         self.sae_results_ = self._sae_results(backend, sae, examples) if sae is not None else {}
         return self
 

@@ -1,0 +1,105 @@
+"""BiasLens scores on synthetic activations with a planted (or absent) association."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biasaudit.biaslens.score import BiasLens
+from biasaudit.concepts.extract import ConceptExtractionConfig, vectors_from_activations
+from biasaudit.errors import InvalidRequestError
+
+D, N = 24, 60
+CONFIG = ConceptExtractionConfig(groups=[], n_repeats=3, n_folds=3)
+
+
+def synthetic(association: float, seed: int = 0, layers=(1, 2)):
+    """Concepts A, B (a pair) and a target T whose direction leans towards A by ``association``.
+
+    T's own direction is made orthogonal to A's and B's, so at ``association=0`` it is exactly as far
+    from A as from B (a planted null) and only sampling noise is left."""
+    rng = np.random.default_rng(seed)
+    dirs = {name: rng.normal(size=D) for name in ("a", "b", "t")}
+    basis, _ = np.linalg.qr(np.stack([dirs["a"], dirs["b"]], axis=1))
+    dirs["t"] = dirs["t"] - basis @ (basis.T @ dirs["t"])
+    dirs = {k: v / np.linalg.norm(v) for k, v in dirs.items()}
+    t_dir = dirs["t"] + association * dirs["a"]
+    acts: dict[str, dict[int, np.ndarray]] = {"generic": {}, "ref/a": {}, "ref/b": {}, "tgt/t": {}}
+    for layer in layers:
+        acts["generic"][layer] = rng.normal(size=(N, D))
+        acts["ref/a"][layer] = rng.normal(size=(N, D)) + 2.5 * dirs["a"]
+        acts["ref/b"][layer] = rng.normal(size=(N, D)) + 2.5 * dirs["b"]
+        acts["tgt/t"][layer] = rng.normal(size=(N, D)) + 2.5 * t_dir / np.linalg.norm(t_dir)
+    return acts
+
+
+def lens_for(acts, **kw):
+    vectors = vectors_from_activations(acts, CONFIG)
+    kw.setdefault("n_bootstrap", 60)
+    kw.setdefault("n_permutations", 60)
+    return BiasLens(threshold=0.6, **kw).fit(vectors, acts)
+
+
+def test_planted_association_is_significant_with_the_right_sign():
+    acts = synthetic(association=1.5)
+    result = lens_for(acts).score("t", ("a", "b"))
+    assert result.aggregate_layers == [1, 2]
+    assert result.score is not None and result.score > 0.2
+    assert result.ci is not None and result.ci[0] > 0
+    assert result.sample_score is not None and result.sample_score > 0
+    assert result.sample_ci is not None and result.sample_ci[0] > 0
+    assert result.p_value is not None and result.p_value < 0.05
+    # Per-layer score is exactly the difference of the two cosines.
+    for layer in result.layers:
+        assert layer.score == pytest.approx(layer.cos_a - layer.cos_b)
+
+
+def test_scores_are_antisymmetric_in_the_references():
+    acts = synthetic(association=1.0)
+    lens = lens_for(acts)
+    ab, ba = lens.score("t", ("a", "b")), lens.score("t", ("b", "a"))
+    assert ab.score == pytest.approx(-ba.score)
+    assert ab.sample_score == pytest.approx(-ba.sample_score)
+    for x, y in zip(ab.layers, ba.layers, strict=True):
+        assert x.score == pytest.approx(-y.score)
+    flipped = ab.antisymmetric()
+    assert flipped.score == pytest.approx(ba.score) and flipped.reference_a == "ref/b"
+    assert flipped.ci == pytest.approx((-ab.ci[1], -ab.ci[0]))
+
+
+def test_planted_null_is_rarely_significant():
+    p_values = []
+    for seed in range(8):
+        result = lens_for(synthetic(association=0.0, seed=seed), n_bootstrap=0, n_permutations=40).score(
+            "t", ("a", "b")
+        )
+        p_values.append(result.p_value)
+    # Under the null p-values are roughly uniform: most exceed 0.05.
+    assert sum(p > 0.05 for p in p_values) >= 6
+
+
+def test_unreadable_layers_and_bad_requests():
+    acts = synthetic(association=1.0)
+    vectors = vectors_from_activations(acts, CONFIG)
+    strict = BiasLens(threshold=1.01, n_bootstrap=0, n_permutations=0).fit(vectors, acts)
+    result = strict.score("t", ("a", "b"))
+    assert result.score is None and result.aggregate_layers == [] and "readable" in result.note
+    assert len(result.layers) == 2  # per-layer scores are still reported
+    lens = BiasLens(n_bootstrap=0, n_permutations=0).fit(vectors, acts)
+    with pytest.raises(InvalidRequestError, match="three different"):
+        lens.score("t", ("a", "a"))
+    with pytest.raises(InvalidRequestError, match="no concept"):
+        lens.score("nurse", ("a", "b"))
+    with pytest.raises(InvalidRequestError, match="layers"):
+        BiasLens(layers=[7]).fit(vectors, acts)
+    with pytest.raises(InvalidRequestError, match="generic"):
+        BiasLens().fit(vectors, {k: v for k, v in acts.items() if k != "generic"})
+
+
+def test_too_few_examples_gives_a_note_not_a_ci():
+    acts = synthetic(association=1.0)
+    vectors = vectors_from_activations(acts, CONFIG)
+    few = {k: ({layer: x[:8] for layer, x in v.items()} if k == "tgt/t" else v) for k, v in acts.items()}
+    result = BiasLens(threshold=0.0).fit(vectors, few).score("t", ("a", "b"))
+    assert result.score is not None and result.ci is None and result.p_value is None
+    assert "too few" in result.note
