@@ -95,3 +95,15 @@ def _icl(backend: Backend, config: RunConfig) -> dict[str, Any]:
         "macro_f1_gain_vs_none": gains,
         "tasks": tasks,
     }
+
+
+@register_suite(
+    "biaslens",
+    "BiasLens: test-set-free bias from concept vectors (CAVs), per probe and per bias category",
+)
+def _biaslens(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    from biasaudit.biaslens.audit import BiasLensAudit, BiasLensConfig
+
+    n = min(200, config.limit) if config.limit else 200
+    lens_config = BiasLensConfig(n_examples=n, n_generic=n, seed=config.seed)
+    return BiasLensAudit(lens_config).run(backend).to_dict()

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from biasaudit.concepts.cav import ConceptActivationVector
+from biasaudit.concepts.cav import CAVResult, ConceptActivationVector
 from biasaudit.concepts.extract import ACCURACY_THRESHOLD, ConceptVectors, readability
 from biasaudit.errors import InvalidRequestError
 
@@ -85,9 +85,12 @@ class BiasLensResult:
     note: str | None = None
     category: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Bootstrap replicate scores (not serialised): category scores average them replicate by replicate.
+    replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
+        out.pop("replicates")
         out["ci"] = list(self.ci) if self.ci else None
         out["sample_ci"] = list(self.sample_ci) if self.sample_ci else None
         out["layers"] = [x.to_dict() for x in self.layers]
@@ -103,6 +106,7 @@ class BiasLensResult:
             None if self.sample_score is None else -self.sample_score, neg(self.sample_ci),
             self.aggregate_layers, flip, self.n_target, self.n_b, self.n_a, self.n_bootstrap,
             self.n_permutations, self.note, self.category, dict(self.extra),
+            None if self.replicates is None else -self.replicates,
         )  # fmt: skip
 
 
@@ -112,8 +116,11 @@ class BiasLens:
     Parameters
     ----------
     threshold:
-        Layers count towards the headline score only when target, A and B all have ``readability``
-        at or above it (BiasLens: 0.9).
+        Layers count towards the headline score only when target, A and B all reach it (BiasLens: 0.9).
+    readable_by:
+        What must reach ``threshold``: ``"generic"`` -- the CAV's held-out accuracy against generic
+        text (the paper's rule, METHODS.md §1.5); ``"strict"`` -- also the accuracy against the other
+        concepts of the group (``readability``), which template examples cannot inflate.
     layers:
         Restrict to these layers (default: every layer of the vectors).
     n_bootstrap, n_permutations:
@@ -132,6 +139,7 @@ class BiasLens:
         self,
         *,
         threshold: float = ACCURACY_THRESHOLD,
+        readable_by: str = "generic",
         layers: Sequence[int] | None = None,
         n_bootstrap: int = 200,
         n_permutations: int = 200,
@@ -139,6 +147,7 @@ class BiasLens:
         seed: int = 0,
     ) -> None:
         self.threshold = threshold
+        self.readable_by = readable_by
         self.layers = layers
         self.n_bootstrap = n_bootstrap
         self.n_permutations = n_permutations
@@ -146,6 +155,8 @@ class BiasLens:
         self.seed = seed
 
     def fit(self, vectors: ConceptVectors, activations: Activations) -> BiasLens:
+        if self.readable_by not in ("generic", "strict"):
+            raise InvalidRequestError(f"readable_by must be 'generic' or 'strict', not {self.readable_by!r}")
         if "generic" not in activations:
             raise InvalidRequestError("activations must include the 'generic' pool the CAVs were fitted against")
         self.vectors_ = vectors
@@ -190,6 +201,9 @@ class BiasLens:
             self._replicates[key_b] = self._refit(pooled[order[len(X_a) :]], layer)
         return self._replicates[key_a], self._replicates[key_b]
 
+    def _readability(self, result: CAVResult) -> float:
+        return readability(result) if self.readable_by == "strict" else result.accuracy
+
     # ------------------------------------------------------------------ scoring
     def score(self, target: str, references: tuple[str, str], *, category: str | None = None) -> BiasLensResult:
         """Bias(target; A, B); concept names as in the vectors ("group/name", or "name" if unique)."""
@@ -205,7 +219,7 @@ class BiasLens:
         per_layer = []
         for layer in self.layers_:
             c_t, c_a, c_b = (vec.vector(k, layer) for k in (t, a, b))
-            readable = all(readability(vec.result(k, layer)) >= self.threshold for k in (t, a, b))
+            readable = all(self._readability(vec.result(k, layer)) >= self.threshold for k in (t, a, b))
             H = np.asarray(self.activations_[t][layer]) - vec.offsets[layer]
             H = H / np.maximum(np.linalg.norm(H, axis=1, keepdims=True), 1e-12)
             sample = float((H @ _unit(c_a) - H @ _unit(c_b)).mean())
@@ -231,7 +245,8 @@ class BiasLens:
             result.note = f"too few examples for a CI or p-value (need >= {MIN_EXAMPLES_FOR_CI} per concept)"
             return result
         if self.n_bootstrap > 0:
-            result.ci = self._bootstrap_ci(t, a, b, use)
+            result.replicates = self._bootstrap_scores(t, a, b, use)
+            result.ci = self.interval(result.replicates)
             result.sample_ci = self._sample_ci(t, a, b, use)
         if self.n_permutations > 0:
             result.p_value = self._permutation_p(t, a, b, use)
@@ -241,7 +256,12 @@ class BiasLens:
         tail = (1.0 - self.confidence) / 2.0
         return tail, 1.0 - tail
 
-    def _bootstrap_ci(self, t: str, a: str, b: str, layers: list[int]) -> tuple[float, float]:
+    def interval(self, replicates: np.ndarray) -> tuple[float, float]:
+        """Percentile interval of bootstrap replicate scores at ``confidence``."""
+        low, high = np.quantile(replicates, self._tail())
+        return float(low), float(high)
+
+    def _bootstrap_scores(self, t: str, a: str, b: str, layers: list[int]) -> np.ndarray:
         stats = []
         for rep in range(self.n_bootstrap):
             values = []
@@ -249,8 +269,7 @@ class BiasLens:
                 c_t, c_a, c_b = (self._bootstrap_cav(k, layer, rep) for k in (t, a, b))
                 values.append(_cos(c_t, c_a) - _cos(c_t, c_b))
             stats.append(np.mean(values))
-        low, high = np.quantile(stats, self._tail())
-        return float(low), float(high)
+        return np.asarray(stats)
 
     def _sample_ci(self, t: str, a: str, b: str, layers: list[int]) -> tuple[float, float]:
         """CI of the sample view: resample target examples (the reference CAVs held fixed)."""

@@ -71,6 +71,7 @@ class ConceptExtractionConfig:
     C: float = 0.1
     n_folds: int = 5
     n_repeats: int = 10
+    cv_repeats: int = 3
     seed: int = 0
     concept_files: dict[str, str] = field(default_factory=dict)
     generic_file: str | None = None
@@ -245,7 +246,11 @@ def vectors_from_activations(
             siblings = [k for k in concepts if k != key and k.split("/")[0] == key.split("/")[0]]
             for layer in layers:
                 cav = ConceptActivationVector(
-                    C=config.C, n_folds=config.n_folds, n_repeats=config.n_repeats, random_state=config.seed
+                    C=config.C,
+                    n_folds=config.n_folds,
+                    n_repeats=config.n_repeats,
+                    cv_repeats=config.cv_repeats,
+                    random_state=config.seed,
                 ).fit(activations[key][layer], generic[layer])
                 within = None
                 if siblings:

@@ -94,6 +94,8 @@ def test_unreadable_layers_and_bad_requests():
         BiasLens(layers=[7]).fit(vectors, acts)
     with pytest.raises(InvalidRequestError, match="generic"):
         BiasLens().fit(vectors, {k: v for k, v in acts.items() if k != "generic"})
+    with pytest.raises(InvalidRequestError, match="readable_by"):
+        BiasLens(readable_by="sometimes").fit(vectors, acts)
 
 
 def test_too_few_examples_gives_a_note_not_a_ci():

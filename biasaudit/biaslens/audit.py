@@ -1,0 +1,133 @@
+"""Run BiasLens probe suites on a model: one concept extraction for every group, then every probe.
+
+All suites share one generic pool and one activation cache, so adding a suite costs only its new
+concepts. Category scores average the probes of a suite; their CI averages the probes' bootstrap
+replicates replicate by replicate (the replicates resample the same examples), so it is a real
+interval for the category mean, not a mean of intervals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biasaudit.backend.protocol import Backend
+from biasaudit.biaslens.probes import ProbeSuite, load_probe_suite, shipped_suites
+from biasaudit.biaslens.score import BiasLens, BiasLensResult
+from biasaudit.concepts.extract import ACCURACY_THRESHOLD, ConceptExtractionConfig, ConceptExtractor
+
+
+@dataclass
+class BiasLensConfig:
+    """Settings of a BiasLens audit (JSON round-trip). ``suites`` empty = every shipped suite;
+    ``layers`` None = every third decoder block (plus the last)."""
+
+    suites: list[str] = field(default_factory=list)
+    layers: list[int] | None = None
+    n_examples: int = 200
+    n_generic: int = 200
+    source: str = "auto"
+    n_repeats: int = 5
+    cv_repeats: int = 1
+    pooling: str = "last"
+    n_bootstrap: int = 100
+    n_permutations: int = 100
+    threshold: float = ACCURACY_THRESHOLD
+    readable_by: str = "generic"
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class CategoryScore:
+    category: str
+    score: float | None
+    ci: tuple[float, float] | None
+    n_probes: int
+    n_scored: int
+    traditional: dict[str, str]
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["ci"] = list(self.ci) if self.ci else None
+        return out
+
+
+def default_layers(n_layers: int) -> list[int]:
+    return sorted({*range(3, n_layers + 1, 3), n_layers})
+
+
+class BiasLensAudit:
+    """``BiasLensAudit(config).run(backend)``: probes and category scores (``probes_``, ``categories_``)."""
+
+    def __init__(
+        self, config: BiasLensConfig | None = None, *, cache_dir: str | Path | None = None, progress: bool = True
+    ):
+        self.config = config or BiasLensConfig()
+        self.cache_dir = cache_dir
+        self.progress = progress
+
+    def suites(self) -> list[ProbeSuite]:
+        return [load_probe_suite(name) for name in (self.config.suites or shipped_suites())]
+
+    def run(self, backend: Backend) -> BiasLensAudit:
+        cfg = self.config
+        suites = self.suites()
+        groups = list(dict.fromkeys(g for suite in suites for g in suite.groups))
+        layers = cfg.layers or default_layers(backend.n_layers)
+        extraction = ConceptExtractionConfig(
+            groups=groups, layers=layers, n_examples=cfg.n_examples, n_generic=cfg.n_generic,
+            source=cfg.source,  # type: ignore[arg-type]
+            n_repeats=cfg.n_repeats, cv_repeats=cfg.cv_repeats, seed=cfg.seed,
+            pooling=cfg.pooling,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.extractor_ = ConceptExtractor(extraction, cache_dir=self.cache_dir, progress=self.progress).fit(backend)
+        lens = BiasLens(
+            threshold=cfg.threshold,
+            readable_by=cfg.readable_by,
+            n_bootstrap=cfg.n_bootstrap,
+            n_permutations=cfg.n_permutations,
+            seed=cfg.seed,
+        ).fit(self.extractor_.vectors_, self.extractor_.activations_)
+        self.probes_: list[BiasLensResult] = []
+        self.categories_: list[CategoryScore] = []
+        for suite in suites:
+            results = [
+                lens.score(p.target, (p.references[0], p.references[1]), category=suite.category) for p in suite.probes
+            ]
+            self.probes_.extend(results)
+            self.categories_.append(category_score(suite, results, lens))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        vectors = self.extractor_.vectors_
+        return {
+            "config": self.config.to_dict(),
+            "layers": vectors.layers,
+            "categories": [c.to_dict() for c in self.categories_],
+            "probes": [p.to_dict() for p in self.probes_],
+            "concepts": vectors.summary(),
+        }
+
+
+def category_score(suite: ProbeSuite, results: list[BiasLensResult], lens: BiasLens) -> CategoryScore:
+    """Mean probe score of a suite; CI from replicate-wise means of the probes' bootstrap replicates."""
+    scored = [r for r in results if r.score is not None]
+    out = CategoryScore(suite.category, None, None, len(results), len(scored), dict(suite.traditional))
+    if not scored:
+        out.note = "no probe had its target and references readable at any layer"
+        return out
+    out.score = float(np.mean([r.score for r in scored]))
+    replicated = [r.replicates for r in scored if r.replicates is not None]
+    if len(replicated) == len(scored):
+        out.ci = lens.interval(np.mean(np.stack(replicated), axis=0))
+    else:
+        out.note = "no CI: some probes had too few examples for bootstrap replicates"
+    return out

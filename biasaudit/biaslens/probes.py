@@ -1,0 +1,85 @@
+"""BiasLens probe suites as data: ``probes/biaslens/<category>.yaml``.
+
+A suite names the concept groups it needs and a list of probes, each a target concept and an ordered
+reference pair (A, B). By convention A is the group the documented stereotype associates with the
+target, so a positive score is stereotype-consistent. ``traditional`` maps the category to its name in
+the test-set-based benchmarks (``crows_pairs``, ``bbq``, ``stereoset``) for the validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir
+
+TRADITIONAL_BENCHMARKS = ("crows_pairs", "bbq", "stereoset")
+
+
+@dataclass(frozen=True)
+class Probe:
+    target: str
+    references: list[str]
+
+    def validate(self) -> None:
+        if len(self.references) != 2:
+            raise ValueError(f"probe {self.target!r}: references must be a pair [A, B], got {self.references}")
+        if len({self.target, *self.references}) != 3:
+            raise ValueError(f"probe {self.target!r}: target and references must be three different concepts")
+        for concept in (self.target, *self.references):
+            if "/" not in concept:
+                raise ValueError(f"probe concept {concept!r} must be written group/name")
+
+
+@dataclass(frozen=True)
+class ProbeSuite:
+    name: str
+    category: str
+    description: str
+    groups: list[str]
+    probes: list[Probe]
+    traditional: dict[str, str] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.traditional) - set(TRADITIONAL_BENCHMARKS))
+        if unknown:
+            raise ValueError(f"traditional: unknown benchmark(s) {unknown}; known: {list(TRADITIONAL_BENCHMARKS)}")
+        for probe in self.probes:
+            for concept in (probe.target, *probe.references):
+                if concept.split("/", 1)[0] not in self.groups:
+                    raise ValueError(f"probe concept {concept!r} is not in the suite's groups {self.groups}")
+
+
+def biaslens_dir() -> Path:
+    return probes_dir() / "biaslens"
+
+
+def suite_from_mapping(data: Any, source: str) -> ProbeSuite:
+    if not isinstance(data, dict):
+        raise ProbeValidationError(f"{source}: the file must hold a mapping of fields")
+    raw = data.get("probes")
+    if not isinstance(raw, list) or not raw:
+        raise ProbeValidationError(f"{source}: field 'probes' must be a non-empty list")
+    probes = [probe_from_mapping(Probe, item, f"{source}: probes[{i}]") for i, item in enumerate(raw)]
+    return probe_from_mapping(ProbeSuite, {**data, "probes": probes}, source)
+
+
+def load_probe_suite(name_or_path: str | Path) -> ProbeSuite:
+    """``probes/biaslens/<name>.yaml`` (or a path), validated; errors name the file and field."""
+    path = Path(name_or_path)
+    if not (path.suffix in {".yaml", ".yml"} and path.is_file()):
+        path = biaslens_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ProbeValidationError(f"BiasLens suite {str(name_or_path)!r} not found; shipped: {shipped_suites()}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProbeValidationError(f"{path}: not valid YAML ({exc})") from exc
+    return suite_from_mapping(data, str(path))
+
+
+def shipped_suites() -> list[str]:
+    return sorted(p.stem for p in biaslens_dir().glob("*.yaml"))
