@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ DEFAULT_MIN_PREFIX_TOKENS = 16
 # Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
 # throughput stops growing long before memory runs out, so the start is modest.
 _AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
+# Config entries that say where or when a model was saved, not what it computes (fingerprint).
+# ``save_pretrained`` fills in architectures and dtype; the dtype that matters is hashed from the weights.
+_CONFIG_KEYS_NOT_HASHED = frozenset(
+    {"_name_or_path", "transformers_version", "_commit_hash", "architectures", "torch_dtype", "dtype"}
+)
 # Progress bars appear only for calls with at least this many items.
 _PROGRESS_MIN_ITEMS = 64
 
@@ -142,11 +148,13 @@ class HFBackend:
 
         Sampling (first and last 64 values of each tensor, plus its sum) keeps this to milliseconds.
         """
-        digest = hashlib.sha256(self.model.config.to_json_string(use_diff=False).encode())
+        # Where the weights were loaded from is not part of what they are.
+        config = {k: v for k, v in self.model.config.to_dict().items() if k not in _CONFIG_KEYS_NOT_HASHED}
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
         with torch.inference_mode():
             for pname, param in sorted(self.model.state_dict().items()):
                 flat = param.detach().reshape(-1).float().cpu()
-                digest.update(pname.encode())
+                digest.update(f"{pname}:{param.dtype}".encode())
                 digest.update(torch.cat([flat[:64], flat[-64:], flat.sum().reshape(1)]).numpy().tobytes())
         return digest.hexdigest()[:16]
 

@@ -51,8 +51,11 @@ class Backend(Protocol):
     name: str
     n_layers: int
     hidden_size: int
-    # Identifies the weights, not just the name: caches of activations are keyed by it.
-    fingerprint: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights, not just the name: caches of activations are keyed by it."""
+        ...
 
     def loglikelihood(
         self, requests: Sequence[tuple[str, str]], *, apply_chat_template: bool = False

@@ -21,7 +21,7 @@ import json
 import math
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -233,6 +233,31 @@ def generated_examples(
 
 
 # ---------------------------------------------------------------------------- user text
+def iter_text_file(path: str | Path, text_field: str = "text") -> Iterator[tuple[int, str]]:
+    """(line number, text) from a ``.txt`` file (one text per non-empty line) or a ``.jsonl`` file
+    (string field ``text_field``), streamed; a bad line is reported with its file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidRequestError(f"text file {path} does not exist")
+    if path.suffix not in (".txt", ".jsonl"):
+        raise InvalidRequestError(f"text file {path}: use .txt (one text per line) or .jsonl")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if path.suffix == ".txt":
+                yield lineno, line.strip()
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidRequestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+                raise InvalidRequestError(f"{path}:{lineno}: no string field {text_field!r}")
+            if row[text_field].strip():
+                yield lineno, row[text_field].strip()
+
+
 def file_examples(
     path: str | Path, concept: str, *, text_field: str = "text", n: int | None = None, seed: int = 0
 ) -> ConceptExamples:
@@ -240,25 +265,10 @@ def file_examples(
 
     Exact duplicates are dropped; a malformed JSONL line is reported with its file and line number.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidRequestError(f"concept text file {path} does not exist")
-    records: list[ExampleRecord] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidRequestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-                raise InvalidRequestError(f"{path}:{lineno}: no string field {text_field!r}")
-            text = row[text_field].strip()
-        else:
-            text = line.strip()
-        if text:
-            records.append(ExampleRecord(text=text, source="file", origin=f"{path}:{lineno}"))
+    records = [
+        ExampleRecord(text=text, source="file", origin=f"{path}:{lineno}")
+        for lineno, text in iter_text_file(path, text_field)
+    ]
     return _dedupe_and_sample(concept, records, n, seed)
 
 

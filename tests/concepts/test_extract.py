@@ -113,3 +113,41 @@ def test_cli_extract_on_default_model(tmp_path, monkeypatch):
     assert ConceptVectors.load(out).vector("negative", 11).shape == (576,)
     bad = CliRunner().invoke(app, ["concepts", "extract", "default", "--concepts", "nope", "--out", str(out)])
     assert bad.exit_code == 2 and "not found" in bad.output
+
+
+def test_extract_with_an_sae_reports_concepts_in_latent_space(tiny_model, tokenizer, tmp_path):
+    from biasaudit.backend.hf import HFBackend
+    from biasaudit.cli import app
+    from biasaudit.concepts.sae import load_sae
+    from biasaudit.concepts.sae_train import SAETrainingConfig, train_sae
+
+    backend = HFBackend(tiny_model, tokenizer, progress=False)
+    corpus = [f"The {w} was on the {p} at {i} o'clock." for i, (w, p) in enumerate(zip("abcdefgh" * 12, "xyz" * 32))]
+    config = SAETrainingConfig(layer=2, d_sae=64, k=4, total_tokens=1024, extract_tokens=900, batch_size_tokens=128)
+    train_sae(backend, corpus, config, tmp_path / "sae", progress=False)
+    sae = load_sae(tmp_path / "sae", backend=backend)
+    ex = ConceptExtractor(small_config(layers=[1]), cache_dir=tmp_path, progress=False).fit(backend, sae=sae)
+    assert ex.vectors_.layers == [1, 2]  # the SAE's layer is added
+    result = ex.sae_results_["sentiment/positive"]
+    assert result.layer == 2 and result.d_sae == 64 and result.cav_accuracy is not None
+    assert all(t.mean_difference > 0 for t in result.top_latents)
+    ex.save(tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "sae_concepts.json").read_text())
+    assert set(saved) == {"sentiment/positive", "sentiment/negative"}
+
+    # The same through the CLI, on the tiny model saved as a local folder.
+    model_dir = tmp_path / "model"
+    tiny_model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(
+        app,
+        ["concepts", "extract", str(model_dir), "--concepts", "sentiment", "--layers", "1", "--out", str(out),
+         "--sae", str(tmp_path / "sae"), "--n-examples", "30", "--n-generic", "30", "--repeats", "2", "--folds", "3"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "SAE layer 2" in result.output and (out / "sae_concepts.json").is_file()
+    wrong = CliRunner().invoke(
+        app, ["concepts", "extract", str(model_dir), "--concepts", "sentiment", "--out", str(out), "--sae", str(tmp_path)]
+    )
+    assert wrong.exit_code == 2 and "error" in wrong.output
