@@ -63,7 +63,7 @@ def tiny_model(tokenizer):
 def tiny_backend(tiny_model, tokenizer):
     from biasaudit.backend.hf import HFBackend
 
-    return HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4)
+    return HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=0)
 
 
 @pytest.fixture(scope="session")

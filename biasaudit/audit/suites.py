@@ -107,3 +107,48 @@ def _biaslens(backend: Backend, config: RunConfig) -> dict[str, Any]:
     n = min(200, config.limit) if config.limit else 200
     lens_config = BiasLensConfig(n_examples=n, n_generic=n, seed=config.seed)
     return BiasLensAudit(lens_config).run(backend).to_dict()
+
+
+def _metrics_suite(backend: Backend, config: RunConfig, name: str) -> dict[str, Any]:
+    from biasaudit.metrics import run_benchmark
+
+    return run_benchmark(
+        name,
+        backend,
+        limit=config.limit,
+        seed=config.seed,
+        source=config.data_dir,
+        apply_chat_template=config.apply_chat_template,
+    )
+
+
+@register_suite(
+    "crows_pairs",
+    "CrowS-Pairs: % of minimal pairs whose more stereotypical sentence is more likely (50 = unbiased), per bias type",
+)
+def _crows_pairs(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    return _metrics_suite(backend, config, "crows_pairs")
+
+
+@register_suite(
+    "bbq",
+    "BBQ: QA accuracy in ambiguous and disambiguated contexts, bias scores s_DIS and s_AMB per category",
+)
+def _bbq(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    return _metrics_suite(backend, config, "bbq")
+
+
+@register_suite(
+    "stereoset",
+    "StereoSet intra- and intersentence: LMS, SS (50 = unbiased) and ICAT, per bias type",
+)
+def _stereoset(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    return _metrics_suite(backend, config, "stereoset")
+
+
+@register_suite(
+    "winobias",
+    "WinoBias: coreference accuracy on pro- vs anti-stereotypical sentences and the gap, types 1 and 2",
+)
+def _winobias(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    return _metrics_suite(backend, config, "winobias")

@@ -35,6 +35,8 @@ from biasaudit.progress import progress_bar
 
 # Below this many tokens a shared prefix is not worth a separate forward pass.
 DEFAULT_MIN_PREFIX_TOKENS = 16
+# ... and below this many tokens saved, a shared prefix is not worth a separate forward pass either.
+DEFAULT_MIN_REUSE_SAVING = 1024
 # Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
 # throughput stops growing long before memory runs out, so the start is modest.
 _AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
@@ -99,6 +101,11 @@ class HFBackend:
         Encode shared prompt prefixes once and reuse their KV cache.
     min_prefix_tokens:
         Shortest shared prefix worth reusing.
+    min_reuse_saving:
+        Fewest tokens a shared prefix must save ((rows sharing it - 1) x its length) before it gets its
+        own forward pass. Each reused prefix costs a separate small forward and a cache broadcast; on a
+        CPU that overhead outweighs sharing a 150-token context among three answers (BBQ ran 3.5x
+        slower with reuse), while a few-shot prefix shared by hundreds of queries saves far more.
     prefix_cache_size:
         Encoded prefixes kept across calls (least recently used dropped first); 0 disables.
     progress:
@@ -114,6 +121,7 @@ class HFBackend:
         max_batch_tokens: int | None = None,
         prefix_reuse: bool = True,
         min_prefix_tokens: int = DEFAULT_MIN_PREFIX_TOKENS,
+        min_reuse_saving: int = DEFAULT_MIN_REUSE_SAVING,
         prefix_cache_size: int = 8,
         progress: bool = True,
         name: str | None = None,
@@ -129,6 +137,7 @@ class HFBackend:
             max_batch_tokens = _AUTO_BUDGET["cpu" if self.device.type == "cpu" else "accelerator"]
         self.planner = BatchPlanner(batch_size, max_batch_tokens)
         self.min_prefix_tokens = min_prefix_tokens
+        self.min_reuse_saving = min_reuse_saving
         self.prefix_cache_size = prefix_cache_size
         self._prefix_cache: OrderedDict[tuple[int, ...], tuple[torch.Tensor, list]] = OrderedDict()
         self.progress = progress
@@ -337,7 +346,8 @@ class HFBackend:
                 j += 1
             # Every member keeps at least one token of its own to run on top of the prefix.
             prefix_len = min(shared, min(len(rows[m].tokens) for m in members) - 1)
-            if len(members) > 1 and prefix_len >= self.min_prefix_tokens:
+            saving = (len(members) - 1) * prefix_len
+            if len(members) > 1 and prefix_len >= self.min_prefix_tokens and saving >= self.min_reuse_saving:
                 groups.append((prefix_len, members))
             else:
                 plain.extend(members)

@@ -332,7 +332,9 @@ def test_default_model_hidden_states_match_transformers(default_backend):
 
 
 def test_encoded_prefixes_are_reused_across_calls_without_changing_results(tiny_model, tokenizer):
-    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, prefix_cache_size=1)
+    backend = HFBackend(
+        tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=0, prefix_cache_size=1
+    )
     tokens = count_tokens(backend)
     # The first call shares more than the demonstrations ("Review: the same start"); later calls share
     # less, so they use the cached encoding cut back to what they have in common with it.

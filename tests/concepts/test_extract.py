@@ -122,7 +122,7 @@ def test_extract_with_an_sae_reports_concepts_in_latent_space(tiny_model, tokeni
     from biasaudit.concepts.sae_train import SAETrainingConfig, train_sae
 
     backend = HFBackend(tiny_model, tokenizer, progress=False)
-    corpus = [f"The {w} was on the {p} at {i} o'clock." for i, (w, p) in enumerate(zip("abcdefgh" * 12, "xyz" * 32))]
+    corpus = [f"The {'abcdefgh'[i % 8]} was on the {'xyz'[i % 3]} at {i} o'clock." for i in range(96)]
     config = SAETrainingConfig(layer=2, d_sae=64, k=4, total_tokens=1024, extract_tokens=900, batch_size_tokens=128)
     train_sae(backend, corpus, config, tmp_path / "sae", progress=False)
     sae = load_sae(tmp_path / "sae", backend=backend)
@@ -148,6 +148,7 @@ def test_extract_with_an_sae_reports_concepts_in_latent_space(tiny_model, tokeni
     assert result.exit_code == 0, result.output
     assert "SAE layer 2" in result.output and (out / "sae_concepts.json").is_file()
     wrong = CliRunner().invoke(
-        app, ["concepts", "extract", str(model_dir), "--concepts", "sentiment", "--out", str(out), "--sae", str(tmp_path)]
+        app,
+        ["concepts", "extract", str(model_dir), "--concepts", "sentiment", "--out", str(out), "--sae", str(tmp_path)],
     )
     assert wrong.exit_code == 2 and "error" in wrong.output

@@ -1,0 +1,199 @@
+"""Does BiasLens agree with test-set-based bias metrics? Spearman rho across bias categories.
+
+For every BiasLens probe suite that names a matching category in CrowS-Pairs, BBQ or StereoSet
+(``traditional:`` in ``probes/biaslens/*.yaml``), on the default model (SmolLM2-135M-Instruct, CPU):
+
+* BiasLens category score: mean Bias(target; stereotyped group, other group) over the suite's probes,
+  with its bootstrap 95% CI (``biasaudit.biaslens.audit``); positive = stereotype-consistent.
+* Traditional score of the same category, oriented the same way (positive = stereotype-consistent):
+  CrowS-Pairs % stereotype preferred − 50; BBQ bias score in ambiguous contexts (s_AMB, ×100) and in
+  disambiguated contexts (s_DIS, ×100); StereoSet SS − 50.
+* Spearman rho between the BiasLens and each traditional score across the shared categories, with a
+  bootstrap CI over categories (resampled with replacement; resamples with fewer than 3 distinct
+  categories are skipped). The paper (Gao et al. 2025) reports rho > 0.85; with one small model and
+  at most 8 categories, the interval is wide -- read it, not the point estimate.
+
+Run from the repository root::
+
+    python benchmarks/validate_biaslens.py              # full: all 8 categories, all items
+    python benchmarks/validate_biaslens.py --quick      # 3 categories, 60 examples, 200 items
+
+It prints the table and writes ``benchmarks/results/validate_biaslens.json``. Without
+``../shared/data`` it says "skipped" and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
+from rich.console import Console
+from rich.table import Table
+from scipy.stats import spearmanr
+
+from biasaudit.backend.hf import HFBackend
+from biasaudit.biaslens.audit import BiasLensAudit, BiasLensConfig
+from biasaudit.biaslens.probes import load_probe_suite, shipped_suites
+from biasaudit.jsonio import write_json_atomic
+from biasaudit.metrics import run_benchmark
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "validate_biaslens.json"
+
+
+def traditional_scores(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{metric: {dataset category: {"value", "ci95", "n"}}}, oriented so that > 0 is stereotype-consistent."""
+
+    def shifted(estimate: dict[str, Any], offset: float, scale: float) -> dict[str, Any]:
+        value = estimate.get("value")
+        ci = estimate.get("ci95")
+        return {
+            "value": None if value is None else scale * (value - offset),
+            "ci95": None if not ci else [scale * (ci[0] - offset), scale * (ci[1] - offset)],
+            "n": estimate.get("n"),
+        }
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    crows = results.get("crows_pairs", {})
+    if "by_bias_type" in crows:
+        out["crows_pairs"] = {k: shifted(v["pct_stereotype"], 50.0, 1.0) for k, v in crows["by_bias_type"].items()}
+    bbq = results.get("bbq", {})
+    if "by_category" in bbq:
+        out["bbq_ambig"] = {k: shifted(v["bias_ambig"], 0.0, 100.0) for k, v in bbq["by_category"].items()}
+        out["bbq_disambig"] = {k: shifted(v["bias_disambig"], 0.0, 100.0) for k, v in bbq["by_category"].items()}
+    stereo = results.get("stereoset", {})
+    if "by_bias_type" in stereo:
+        out["stereoset"] = {k: shifted(v["ss"], 50.0, 1.0) for k, v in stereo["by_bias_type"].items()}
+    return out
+
+
+METRIC_DATASET = {"crows_pairs": "crows_pairs", "bbq_ambig": "bbq", "bbq_disambig": "bbq", "stereoset": "stereoset"}
+
+
+def correlate(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Spearman rho and a bootstrap CI over categories."""
+    n = len(x)
+    if n < 3:
+        return {"n_categories": n, "rho": None, "ci95": None, "note": "fewer than 3 shared categories"}
+    rho = float(spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    xs, ys = np.asarray(x), np.asarray(y)
+    stats = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if len(set(idx.tolist())) < 3:
+            continue
+        value = spearmanr(xs[idx], ys[idx]).statistic
+        if np.isfinite(value):
+            stats.append(float(value))
+    ci = [float(q) for q in np.quantile(stats, [0.025, 0.975])] if stats else None
+    return {"n_categories": n, "rho": rho, "ci95": ci, "n_bootstrap_used": len(stats)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 categories, 60 examples per concept, 200 items")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--limit", type=int, default=None, help="items per traditional benchmark")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    console = Console()
+    if not (args.data_dir / "crows_pairs").is_dir():
+        console.print(f"skipped: {args.data_dir} has no crows_pairs/ (the shared datasets live beside the repo)")
+        return 0
+    suites = [s for s in shipped_suites() if load_probe_suite(s).traditional]
+    limit = args.limit
+    n_examples = 200
+    if args.quick:
+        suites, limit, n_examples = ["gender", "religion", "disability"], limit or 200, 60
+    machine = machine_info()
+    backend = HFBackend.from_spec("default")
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    audit = BiasLensAudit(
+        BiasLensConfig(suites=suites, n_examples=n_examples, n_generic=n_examples, n_bootstrap=200, seed=args.seed)
+    ).run(backend)
+    timings["biaslens"] = time.perf_counter() - start
+    lens = audit.to_dict()
+
+    raw: dict[str, dict[str, Any]] = {}
+    for name in ("crows_pairs", "bbq", "stereoset"):
+        start = time.perf_counter()
+        raw[name] = run_benchmark(
+            name, backend, limit=limit, seed=args.seed, source=args.data_dir / name
+        )  # fmt: skip
+        timings[name] = time.perf_counter() - start
+    traditional = traditional_scores(raw)
+
+    rows = []
+    for category in lens["categories"]:
+        row: dict[str, Any] = {"category": category["category"], "biaslens": category}
+        for metric, dataset in METRIC_DATASET.items():
+            key = category["traditional"].get(dataset)
+            row[metric] = traditional.get(metric, {}).get(key) if key else None
+        rows.append(row)
+
+    correlations = {}
+    for metric in METRIC_DATASET:
+        pairs = [
+            (r["biaslens"]["score"], r[metric]["value"])
+            for r in rows
+            if r["biaslens"]["score"] is not None and r[metric] is not None and r[metric]["value"] is not None
+        ]
+        correlations[metric] = correlate([p[0] for p in pairs], [p[1] for p in pairs], seed=args.seed)
+
+    table = Table(title="BiasLens vs traditional bias metrics (default model; > 0 = stereotype-consistent)")
+    for column in ("category", "BiasLens (95% CI)", "CrowS %stereo−50", "BBQ s_AMB×100", "BBQ s_DIS×100", "SS−50"):
+        table.add_column(column)
+
+    def fmt(entry: dict[str, Any] | None) -> str:
+        if not entry or entry.get("value") is None:
+            return "—"
+        ci = entry.get("ci95")
+        return f"{entry['value']:+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else "")
+
+    for r in rows:
+        b = r["biaslens"]
+        lens_cell = "—" if b["score"] is None else f"{b['score']:+.3f}"
+        if b["ci"]:
+            lens_cell += f" [{b['ci'][0]:+.3f}, {b['ci'][1]:+.3f}]"
+        table.add_row(r["category"], lens_cell, *(fmt(r[m]) for m in METRIC_DATASET))
+    console.print(table)
+    for metric, corr in correlations.items():
+        if corr["rho"] is None:
+            console.print(f"{metric}: {corr['note']} ({corr['n_categories']})")
+        else:
+            ci = corr["ci95"]
+            ci_text = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "(no CI)"
+            console.print(
+                f"Spearman rho vs {metric}: {corr['rho']:+.2f} {ci_text} over {corr['n_categories']} categories"
+            )
+    console.print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+
+    payload = {
+        "command": "python benchmarks/validate_biaslens.py" + (" --quick" if args.quick else ""),
+        "model": backend.name,
+        "machine": machine,
+        "suites": suites,
+        "rows": rows,
+        "correlations": correlations,
+        "traditional_raw": raw,
+        "biaslens": lens,
+        "timings_s": timings,
+        "paper_claim": "Spearman rho > 0.85 against traditional metrics (Gao et al. 2025)",
+    }
+    write_json_atomic(args.out, payload)
+    console.print(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Traditional bias benchmarks on the shared backend: CrowS-Pairs, BBQ, StereoSet, WinoBias.
+
+Every benchmark has the same shape: a loader that reads the files as their authors distribute them
+(``load_crows_pairs(source)``, ...), an estimator whose hyper-parameters are keyword arguments
+(``CrowSPairs(limit=200, seed=0)``), and ``.evaluate(backend, source) -> <Benchmark>Result``, a
+dataclass with ``overall``, a per-category breakdown, the per-item log-likelihoods and ``to_dict()``.
+All of a benchmark's requests go to the backend in one ``loglikelihood`` call, so its batching and
+prefix sharing apply across the whole set. Definitions, conventions and sources: ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from biasaudit.backend.protocol import Backend
+from biasaudit.calibration.tasks import DatasetNotFoundError
+from biasaudit.metrics.bbq import BBQ, BBQResult, load_bbq
+from biasaudit.metrics.common import Estimate
+from biasaudit.metrics.crows_pairs import CrowSPairs, CrowSPairsResult, load_crows_pairs
+from biasaudit.metrics.stereoset import StereoSet, StereoSetResult, load_stereoset
+from biasaudit.metrics.winobias import WinoBias, WinoBiasResult, load_winobias
+
+BENCHMARKS = ("crows_pairs", "bbq", "stereoset", "winobias")
+
+__all__ = [
+    "BBQ",
+    "BENCHMARKS",
+    "BBQResult",
+    "CrowSPairs",
+    "CrowSPairsResult",
+    "Estimate",
+    "StereoSet",
+    "StereoSetResult",
+    "WinoBias",
+    "WinoBiasResult",
+    "load_bbq",
+    "load_crows_pairs",
+    "load_stereoset",
+    "load_winobias",
+    "run_benchmark",
+]
+
+
+def run_benchmark(
+    name: str,
+    backend: Backend,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    source: str | Path | None = None,
+    apply_chat_template: bool = False,
+) -> dict[str, Any]:
+    """Benchmark ``name`` as an audit suite: its JSON-ready result, or ``{"skipped": reason}`` when its
+    data are absent. ``apply_chat_template`` applies to the question-style benchmarks (BBQ, WinoBias);
+    CrowS-Pairs and StereoSet score bare sentences, where a chat turn has no place, and say so.
+    """
+    estimator: CrowSPairs | BBQ | StereoSet | WinoBias
+    if name == "crows_pairs":
+        estimator = CrowSPairs(limit=limit, seed=seed)
+    elif name == "bbq":
+        estimator = BBQ(limit=limit, seed=seed, apply_chat_template=apply_chat_template)
+    elif name == "stereoset":
+        estimator = StereoSet(limit=limit, seed=seed)
+    elif name == "winobias":
+        estimator = WinoBias(limit=limit, seed=seed, apply_chat_template=apply_chat_template)
+    else:
+        raise ValueError(f"unknown benchmark {name!r}; available: {list(BENCHMARKS)}")
+    try:
+        result = estimator.evaluate(backend, source).to_dict()
+    except DatasetNotFoundError as exc:
+        return {"skipped": str(exc)}
+    if apply_chat_template and name in ("crows_pairs", "stereoset"):
+        result["note"] = "apply_chat_template ignored: this benchmark scores bare sentences, not answers to a prompt"
+    return result

@@ -1,0 +1,190 @@
+"""Where benchmark rows come from: the files their authors distribute, in a data folder, or a hub id.
+
+Every row carries ``where`` (``path:line``, or ``hub:owner/name[split]:row``), so a malformed row is
+reported where it lies: ``DatasetFormatError("…/crows_pairs_anonymized.csv:17: field 'bias_type' …")``.
+The error classes and the default data folder (``$BIASAUDIT_DATA`` or ``shared/data`` beside the
+checkout) are the ones the calibration tasks use.
+
+A ``source`` is one of
+
+* ``None``: the benchmark's folder under the default data folder;
+* a folder path: the benchmark's own folder, or a data folder holding it under its usual name;
+* a hub id ``owner/name`` (or ``owner/name:config``): loaded with ``datasets`` when the hub is reachable.
+  Its rows must carry the columns of the distributed files (class-label columns are decoded to their
+  names); an unreachable hub is a ``DatasetNotFoundError`` that says to pass a local folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError, default_data_dir
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One row of a dataset file (or hub split) and where it lies, with typed field accessors."""
+
+    where: str
+    fields: Mapping[str, Any]
+
+    def fail(self, message: str) -> NoReturn:
+        raise DatasetFormatError(f"{self.where}: {message}")
+
+    def get(self, key: str) -> Any:
+        if key not in self.fields:
+            self.fail(f"field {key!r} is missing")
+        return self.fields[key]
+
+    def text(self, key: str) -> str:
+        """A non-empty string field, stripped."""
+        value = self.get(key)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"field {key!r} must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    def choice(self, key: str, allowed: Sequence[str]) -> str:
+        """A string field that must be one of ``allowed``."""
+        value = self.get(key)
+        if value not in allowed:
+            self.fail(f"field {key!r} is {value!r}, expected one of {list(allowed)}")
+        return str(value)
+
+    def integer(self, key: str) -> int:
+        """An integer field (a string of digits, as CSV gives it, is accepted too)."""
+        value = self.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            self.fail(f"field {key!r} must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"field {key!r} must be an integer, got {value!r}")
+
+
+def is_hub_id(source: str | Path) -> bool:
+    """Whether ``source`` names a hub dataset rather than a local path (an existing path always wins)."""
+    return isinstance(source, str) and not Path(source).exists() and bool(_HUB_ID.match(source))
+
+
+def benchmark_folder(source: str | Path | None, name: str, pattern: str) -> Path:
+    """The folder holding a benchmark's files: ``source`` itself when it holds a file matching
+    ``pattern``, else ``source/name``; ``source`` defaults to the shared data folder."""
+    root = default_data_dir() if source is None else Path(source)
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"data folder {root} does not exist; pass --data-dir or set BIASAUDIT_DATA")
+    for folder in (root, root / name):
+        if folder.is_dir() and any(folder.glob(pattern)):
+            return folder
+    raise DatasetNotFoundError(
+        f"no {name} files ({pattern}) in {root} or {root / name}; put the files as the authors distribute "
+        "them there, or pass --data-dir / set BIASAUDIT_DATA"
+    )
+
+
+def hub_rows(hub_id: str) -> list[SourceRow]:
+    """Rows of a hub dataset (``owner/name`` or ``owner/name:config``): its ``test`` split, or its only one."""
+    from biasaudit.models import hub_reachable
+
+    name, _, config = hub_id.partition(":")
+    # Checked up front: ``datasets`` retries an unreachable hub for half a minute before it gives up.
+    if not hub_reachable():
+        raise DatasetNotFoundError(
+            f"{hub_id!r} is not a local folder, and the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is "
+            "set); pass a local folder holding the files as their authors distribute them"
+        )
+    try:
+        import datasets
+
+        loaded = datasets.load_dataset(name, config or None)
+    except Exception as exc:  # offline, unknown id, gated... every cause gets the same advice
+        raise DatasetNotFoundError(
+            f"{hub_id!r} is not a local folder and could not be loaded from the Hugging Face hub "
+            f"({type(exc).__name__}: {str(exc)[:200]}); the hub may be unreachable: pass a local folder "
+            "holding the files as their authors distribute them"
+        ) from exc
+    splits = list(loaded.keys()) if isinstance(loaded, Mapping) else [None]
+    split = "test" if "test" in splits else splits[0] if len(splits) == 1 else None
+    if split is None:
+        raise DatasetNotFoundError(f"hub dataset {hub_id!r} has splits {splits} and none is 'test'")
+    table = loaded[split] if isinstance(loaded, Mapping) else loaded
+    labels = {
+        key: feature.int2str
+        for key, feature in getattr(table, "features", {}).items()
+        if isinstance(feature, datasets.ClassLabel)
+    }
+    rows = []
+    for i, record in enumerate(table):
+        fields = {k: labels[k](v) if k in labels and isinstance(v, int) else v for k, v in record.items()}
+        rows.append(SourceRow(f"hub:{hub_id}[{split}]:{i + 1}", fields))
+    return rows
+
+
+# --- files as distributed ----------------------------------------------------------------------
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DatasetNotFoundError(f"{path} not found; pass --data-dir or set BIASAUDIT_DATA") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(f"{path}: not valid UTF-8 ({exc})") from exc
+
+
+def content_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) up to the last non-blank line; a blank line before it is an error."""
+    lines = read_text(path).splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise DatasetFormatError(f"{path}:{number}: empty line")
+        yield number, line
+
+
+def read_jsonl(path: Path) -> Iterator[SourceRow]:
+    """One JSON object per line."""
+    for number, line in content_lines(path):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise DatasetFormatError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        yield SourceRow(f"{path}:{number}", record)
+
+
+def read_table(path: Path, required: Sequence[str], *, delimiter: str = ",") -> Iterator[SourceRow]:
+    """A CSV/TSV file with a header row that must name every ``required`` column.
+
+    Line numbers are those of the file (a quoted field may span lines: the row's first line counts).
+    """
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
+    records: list[tuple[int, list[str]]] = []
+    start = 1
+    for cells in reader:
+        records.append((start, cells))
+        start = reader.line_num + 1
+    while records and not any(cell.strip() for cell in records[-1][1]):
+        records.pop()
+    if not records:
+        raise DatasetFormatError(f"{path}:1: the file is empty; expected a header row")
+    header = records[0][1]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DatasetFormatError(f"{path}:1: header lacks column(s) {missing}; it has {header}")
+    for number, cells in records[1:]:
+        if not any(cell.strip() for cell in cells):
+            raise DatasetFormatError(f"{path}:{number}: empty row")
+        if len(cells) != len(header):
+            raise DatasetFormatError(f"{path}:{number}: expected {len(header)} columns, got {len(cells)}")
+        yield SourceRow(f"{path}:{number}", dict(zip(header, cells, strict=True)))

@@ -1,0 +1,91 @@
+"""Shared pieces of the benchmarks: estimates, stratified subsets, sources, and the suite entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA
+from loglikelihood_fakes import FakeBackend
+
+from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError
+from biasaudit.errors import InvalidRequestError
+from biasaudit.metrics import BENCHMARKS, run_benchmark
+from biasaudit.metrics.common import MIN_CI_ITEMS, estimate, group_indices, percent, stratified_sample
+from biasaudit.metrics.sources import benchmark_folder, is_hub_id, read_table
+from biasaudit.stats import bootstrap_ci
+
+
+def test_estimate_uses_the_shared_bootstrap_and_refuses_tiny_groups():
+    hits = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1, 0])
+    est = estimate(hits, percent, n_bootstrap=200, seed=5)
+    assert est.value == pytest.approx(100 * 8 / 12) and est.n == 12 and est.note is None
+    assert est.ci95 == pytest.approx(bootstrap_ci(hits, percent, n_resamples=200, seed=5))
+    small = estimate(hits[: MIN_CI_ITEMS - 1], percent)
+    assert small.value is not None and small.ci95 is None and "too few" in small.note
+    assert estimate(np.array([]), percent).to_dict() == {"value": None, "ci95": None, "n": 0, "note": "no items"}
+
+
+def test_group_indices_sorted_keys_ascending_positions():
+    assert {k: v.tolist() for k, v in group_indices(["b", "a", "b", "c", "a"]).items()} == {
+        "a": [1, 4],
+        "b": [0, 2],
+        "c": [3],
+    }
+
+
+def test_stratified_sample_is_proportional_seeded_and_ordered():
+    keys = ["big"] * 60 + ["mid"] * 30 + ["tiny"] * 2
+    chosen = stratified_sample(keys, 10, seed=0)
+    assert chosen == sorted(chosen) and len(set(chosen)) == 10
+    assert Counter(keys[i] for i in chosen) == {"big": 6, "mid": 3, "tiny": 1}  # every category kept
+    assert stratified_sample(keys, 10, seed=0) == chosen
+    assert stratified_sample(keys, 10, seed=1) != chosen
+    assert stratified_sample(keys, None, seed=0) == list(range(92))
+    assert stratified_sample(keys, 500, seed=0) == list(range(92))
+    assert len(stratified_sample(keys, 2, seed=0)) == 2  # fewer than categories: largest shares win
+    with pytest.raises(InvalidRequestError):
+        stratified_sample(keys, 0, seed=0)
+
+
+def test_read_table_reports_the_first_line_of_a_multiline_row(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text('a,b\n1,"two\nlines"\n3\n')
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{path}:4: expected 2 columns, got 1")):
+        list(read_table(path, ["a", "b"]))
+    path.write_text("")
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{path}:1: the file is empty")):
+        list(read_table(path, ["a"]))
+
+
+def test_sources_folder_or_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "x.jsonl").write_text("{}\n")
+    assert benchmark_folder(tmp_path, "bench", "*.jsonl") == tmp_path / "bench"
+    assert benchmark_folder(tmp_path / "bench", "bench", "*.jsonl") == tmp_path / "bench"
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        benchmark_folder(tmp_path / "nope", "bench", "*.jsonl")
+    monkeypatch.setenv("BIASAUDIT_DATA", str(tmp_path))
+    assert benchmark_folder(None, "bench", "*.jsonl") == tmp_path / "bench"
+    assert is_hub_id("nyu-mll/crows_pairs") and is_hub_id("owner/name:config")
+    assert not is_hub_id(str(tmp_path)) and not is_hub_id("./rel/path") and not is_hub_id("a/b/c")
+
+
+def test_run_benchmark_is_json_ready_and_skips_without_data(tmp_path):
+    backend = FakeBackend(lambda c, x: -float(len(x)))
+    for name in BENCHMARKS:
+        assert set(run_benchmark(name, backend, source=tmp_path)) == {"skipped"}
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        run_benchmark("winogrande", backend)
+    if not (SHARED_DATA / "crows_pairs").is_dir():
+        pytest.skip("shared data not here")
+    for name in BENCHMARKS:
+        doc = run_benchmark(name, backend, limit=12, seed=1, source=SHARED_DATA, apply_chat_template=True)
+        json.dumps(doc, allow_nan=False)
+        assert doc["benchmark"] == name and doc["params"]["limit"] == 12 and doc["params"]["seed"] == 1
+        assert ("note" in doc) == (name in ("crows_pairs", "stereoset"))
+    # the chat template reaches the question-style benchmarks only (BENCHMARKS order)
+    assert [call["chat"] for call in backend.calls] == [False, True, False, True]
