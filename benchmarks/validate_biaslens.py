@@ -103,6 +103,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--limit", type=int, default=None, help="items per traditional benchmark")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-examples", type=int, default=200, help="examples per concept (and generic)")
     args = parser.parse_args()
     console = Console()
     if not (args.data_dir / "crows_pairs").is_dir():
@@ -110,7 +111,7 @@ def main() -> int:
         return 0
     suites = [s for s in shipped_suites() if load_probe_suite(s).traditional]
     limit = args.limit
-    n_examples = 200
+    n_examples = args.n_examples
     if args.quick:
         suites, limit, n_examples = ["gender", "religion", "disability"], limit or 200, 60
     machine = machine_info()
@@ -179,7 +180,7 @@ def main() -> int:
     console.print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
 
     payload = {
-        "command": "python benchmarks/validate_biaslens.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/validate_biaslens.py " + " ".join(sys.argv[1:]),
         "model": backend.name,
         "machine": machine,
         "suites": suites,
