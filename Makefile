@@ -28,7 +28,7 @@ setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
 demo: setup
-	$(VENV)/bin/biasaudit audit default --out $(OUT)
+	$(VENV)/bin/biasaudit audit default --limit 100 --out $(OUT)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check biasaudit tests benchmarks
