@@ -145,6 +145,18 @@ def _headline(name: str, result: dict) -> str:
             f"P(Yes | content-free) = {result['mean_p_yes']:.3f} [{low:.3f}, {high:.3f}] "
             f"(0.5 = no prior); No preferred on {result['no_rate']:.0%} of {result['n_prompts']} prompts"
         )
+    if name == "biaslens":
+        scored = [c for c in result["categories"] if c["score"] is not None]
+        parts = [f"{c['category']} {c['score']:+.3f}" for c in scored]
+        unscored = len(result["categories"]) - len(scored)
+        return "; ".join(parts) + (f" ({unscored} categories not readable)" if unscored else "")
+    overall = result.get("overall")
+    if isinstance(overall, dict):
+        parts = []
+        for key, value in overall.items():
+            if isinstance(value, dict) and isinstance(value.get("value"), int | float):
+                parts.append(f"{key}={value['value']:.2f}")
+        return ", ".join(parts)[:120]
     return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, int | float))[:120]
 
 
