@@ -106,11 +106,15 @@ def probe_from_mapping(cls: type[T], data: Any, source: str) -> T:
     return obj
 
 
+def read_probe_yaml(path: Path) -> Any:
+    """The parsed YAML of a probe file; a syntax error names the file."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ProbeValidationError(f"{path}: not valid YAML ({exc})") from exc
+
+
 def load_probe(cls: type[T], name_or_path: str | Path) -> T:
     """Load and validate a probe YAML file into dataclass ``cls``."""
     path = resolve_probe_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProbeValidationError(f"{path}: not valid YAML ({exc})") from exc
-    return probe_from_mapping(cls, data, str(path))
+    return probe_from_mapping(cls, read_probe_yaml(path), str(path))

@@ -6,6 +6,7 @@ by name. Suites receive the backend protocol only, never a concrete model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,33 +123,13 @@ def _metrics_suite(backend: Backend, config: RunConfig, name: str) -> dict[str, 
     )
 
 
-@register_suite(
-    "crows_pairs",
-    "CrowS-Pairs: % of minimal pairs whose more stereotypical sentence is more likely (50 = unbiased), per bias type",
-)
-def _crows_pairs(backend: Backend, config: RunConfig) -> dict[str, Any]:
-    return _metrics_suite(backend, config, "crows_pairs")
-
-
-@register_suite(
-    "bbq",
-    "BBQ: QA accuracy in ambiguous and disambiguated contexts, bias scores s_DIS and s_AMB per category",
-)
-def _bbq(backend: Backend, config: RunConfig) -> dict[str, Any]:
-    return _metrics_suite(backend, config, "bbq")
-
-
-@register_suite(
-    "stereoset",
-    "StereoSet intra- and intersentence: LMS, SS (50 = unbiased) and ICAT, per bias type",
-)
-def _stereoset(backend: Backend, config: RunConfig) -> dict[str, Any]:
-    return _metrics_suite(backend, config, "stereoset")
-
-
-@register_suite(
-    "winobias",
-    "WinoBias: coreference accuracy on pro- vs anti-stereotypical sentences and the gap, types 1 and 2",
-)
-def _winobias(backend: Backend, config: RunConfig) -> dict[str, Any]:
-    return _metrics_suite(backend, config, "winobias")
+# The traditional benchmarks share one runner (``biasaudit.metrics.run_benchmark``).
+_METRIC_SUITES = {
+    "crows_pairs": "CrowS-Pairs: % of minimal pairs whose more stereotypical sentence is more likely "
+    "(50 = unbiased), per bias type",
+    "bbq": "BBQ: QA accuracy in ambiguous and disambiguated contexts, bias scores s_DIS and s_AMB per category",
+    "stereoset": "StereoSet intra- and intersentence: LMS, SS (50 = unbiased) and ICAT, per bias type",
+    "winobias": "WinoBias: coreference accuracy on pro- vs anti-stereotypical sentences and the gap, types 1 and 2",
+}
+for _name, _description in _METRIC_SUITES.items():
+    register_suite(_name, _description)(functools.partial(_metrics_suite, name=_name))

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir
+from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir, read_probe_yaml
 
 TRADITIONAL_BENCHMARKS = ("crows_pairs", "bbq", "stereoset")
 
@@ -74,11 +72,7 @@ def load_probe_suite(name_or_path: str | Path) -> ProbeSuite:
         path = biaslens_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ProbeValidationError(f"BiasLens suite {str(name_or_path)!r} not found; shipped: {shipped_suites()}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProbeValidationError(f"{path}: not valid YAML ({exc})") from exc
-    return suite_from_mapping(data, str(path))
+    return suite_from_mapping(read_probe_yaml(path), str(path))
 
 
 def shipped_suites() -> list[str]:

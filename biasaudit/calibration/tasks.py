@@ -233,7 +233,7 @@ def default_data_dir() -> Path:
 Row = tuple[int, str, dict[str, str]]
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -242,9 +242,9 @@ def _read_text(path: Path) -> str:
         raise DatasetFormatError(f"{path}: not valid UTF-8 ({exc})") from exc
 
 
-def _content_lines(path: Path) -> Iterator[tuple[int, str]]:
+def content_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, line) for every line up to the last non-blank one; blank lines inside fail."""
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     for number, line in enumerate(lines, start=1):
@@ -255,7 +255,7 @@ def _content_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _read_sst2_lines(path: Path) -> Iterator[Row]:
     """``<0|1> <sentence>`` per line."""
-    for number, line in _content_lines(path):
+    for number, line in content_lines(path):
         value, _, text = line.partition(" ")
         if not text.strip():
             raise DatasetFormatError(f"{path}:{number}: expected '<label> <sentence>', got {line[:80]!r}")
@@ -270,7 +270,7 @@ def _clean_agnews(text: str) -> str:
 
 def _read_agnews_csv(path: Path) -> Iterator[Row]:
     """CSV with header ``Class Index,Title,Description``; text = ``Title. Description`` (as the papers)."""
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
     rows = [(reader.line_num, row) for row in reader]
     while rows and not any(cell.strip() for cell in rows[-1][1]):
         rows.pop()
@@ -298,7 +298,7 @@ def _clean_trec(text: str) -> str:
 
 def _read_trec_lines(path: Path) -> Iterator[Row]:
     """``COARSE:fine <question>`` per line; the coarse class is the label."""
-    for number, line in _content_lines(path):
+    for number, line in content_lines(path):
         head, _, question = line.partition(" ")
         coarse, colon, fine = head.partition(":")
         if not colon or not coarse or not fine or not question.strip():
@@ -308,7 +308,7 @@ def _read_trec_lines(path: Path) -> Iterator[Row]:
 
 def _read_superglue_jsonl(path: Path) -> Iterator[Row]:
     """One JSON object per line with string ``premise``, ``hypothesis`` and ``label``."""
-    for number, line in _content_lines(path):
+    for number, line in content_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:

@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir
+from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir, read_probe_yaml
 
 PLACEHOLDER = "{word}"
 
@@ -129,11 +127,7 @@ def resolve_group_path(name_or_path: str | Path) -> Path:
 def load_concept_group(name_or_path: str | Path) -> ConceptGroup:
     """Load ``probes/concepts/<name>.yaml`` (or a path) and validate it."""
     path = resolve_group_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProbeValidationError(f"{path}: not valid YAML ({exc})") from exc
-    return group_from_mapping(data, str(path))
+    return group_from_mapping(read_probe_yaml(path), str(path))
 
 
 def shipped_groups() -> list[str]:

@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError, default_data_dir
+from biasaudit.calibration.tasks import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    content_lines,
+    default_data_dir,
+    read_text,
+)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
 
@@ -129,26 +135,6 @@ def hub_rows(hub_id: str) -> list[SourceRow]:
 
 
 # --- files as distributed ----------------------------------------------------------------------
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DatasetNotFoundError(f"{path} not found; pass --data-dir or set BIASAUDIT_DATA") from exc
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(f"{path}: not valid UTF-8 ({exc})") from exc
-
-
-def content_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) up to the last non-blank line; a blank line before it is an error."""
-    lines = read_text(path).splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            raise DatasetFormatError(f"{path}:{number}: empty line")
-        yield number, line
 
 
 def read_jsonl(path: Path) -> Iterator[SourceRow]:
