@@ -99,6 +99,10 @@ def audit(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder of public datasets (default: $BIASAUDIT_DATA).")
     ] = None,
+    sae: Annotated[
+        str | None,
+        typer.Option("--sae", help="SAE folder or sae-lens release: biaslens also scores in SAE-latent space."),
+    ] = None,
 ) -> None:
     """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
     from biasaudit.audit import RunConfig, run_audit
@@ -114,6 +118,7 @@ def audit(
         trust_remote_code=trust_remote_code,
         apply_chat_template=chat_template,
         data_dir=str(data_dir) if data_dir else None,
+        sae=sae,
     )
     try:
         path = run_audit(config, out, force=force, console=err_console)

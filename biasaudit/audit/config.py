@@ -18,7 +18,8 @@ class RunConfig:
     ``suites`` empty means every registered suite. ``limit`` caps the items each suite scores
     (lm-evaluation-harness's ``--limit``), for quick runs. ``data_dir`` holds public datasets
     (default: ``$BIASAUDIT_DATA`` or ``shared/data`` beside the checkout); suites that need them
-    report themselves skipped, with the reason, when it is absent.
+    report themselves skipped, with the reason, when it is absent. ``sae`` (a folder or sae-lens
+    release) adds the SAE-latent space to the ``biaslens`` suite.
     """
 
     model: str = "default"
@@ -31,6 +32,7 @@ class RunConfig:
     trust_remote_code: bool = False
     apply_chat_template: bool = False
     data_dir: str | None = None
+    sae: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -60,5 +62,6 @@ class RunConfig:
             "dtype": self.dtype,
             "apply_chat_template": self.apply_chat_template,
             "data_dir": self.data_dir,
+            "sae": self.sae if suite == "biaslens" else None,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

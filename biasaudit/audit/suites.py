@@ -106,7 +106,7 @@ def _biaslens(backend: Backend, config: RunConfig) -> dict[str, Any]:
     from biasaudit.biaslens.audit import BiasLensAudit, BiasLensConfig
 
     n = min(200, config.limit) if config.limit else 200
-    lens_config = BiasLensConfig(n_examples=n, n_generic=n, seed=config.seed)
+    lens_config = BiasLensConfig(n_examples=n, n_generic=n, seed=config.seed, sae=config.sae)
     return BiasLensAudit(lens_config).run(backend).to_dict()
 
 

@@ -17,14 +17,17 @@ import numpy as np
 
 from biasaudit.backend.protocol import Backend
 from biasaudit.biaslens.probes import ProbeSuite, load_probe_suite, shipped_suites
-from biasaudit.biaslens.score import BiasLens, BiasLensResult
+from biasaudit.biaslens.score import SPACES, BiasLens, BiasLensResult
 from biasaudit.concepts.extract import ACCURACY_THRESHOLD, ConceptExtractionConfig, ConceptExtractor
+from biasaudit.errors import InvalidRequestError
 
 
 @dataclass
 class BiasLensConfig:
     """Settings of a BiasLens audit (JSON round-trip). ``suites`` empty = every shipped suite;
-    ``layers`` None = every third decoder block (plus the last)."""
+    ``layers`` None = every third decoder block (plus the last). ``sae``: a sparse autoencoder (folder
+    or sae-lens release, see ``load_sae``); with one, ``space`` defaults to "both" (residual and SAE
+    scores side by side), without one it must be "residual"."""
 
     suites: list[str] = field(default_factory=list)
     layers: list[int] | None = None
@@ -39,6 +42,12 @@ class BiasLensConfig:
     threshold: float = ACCURACY_THRESHOLD
     readable_by: str = "generic"
     seed: int = 0
+    n_jobs: int | None = -1
+    sae: str | None = None
+    space: str | None = None
+
+    def resolved_space(self) -> str:
+        return self.space or ("both" if self.sae else "residual")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -53,10 +62,13 @@ class CategoryScore:
     n_scored: int
     traditional: dict[str, str]
     note: str | None = None
+    space: str = "residual"
+    sae: CategoryScore | None = None  # the SAE-space score beside a residual one (space "both")
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["ci"] = list(self.ci) if self.ci else None
+        out["sae"] = self.sae.to_dict() if self.sae is not None else None
         return out
 
 
@@ -81,21 +93,35 @@ class BiasLensAudit:
         cfg = self.config
         suites = self.suites()
         groups = list(dict.fromkeys(g for suite in suites for g in suite.groups))
-        layers = cfg.layers or default_layers(backend.n_layers)
+        layers = list(cfg.layers or default_layers(backend.n_layers))
+        space = cfg.resolved_space()
+        if space not in SPACES:
+            raise InvalidRequestError(f"space must be one of {SPACES}, not {space!r}")
+        if space != "residual" and not cfg.sae:
+            raise InvalidRequestError(f"space={space!r} needs an SAE (BiasLensConfig.sae / --sae)")
+        sae = None
+        if cfg.sae:
+            from biasaudit.concepts.sae import load_sae
+
+            sae = load_sae(cfg.sae, backend=backend)
         extraction = ConceptExtractionConfig(
             groups=groups, layers=layers, n_examples=cfg.n_examples, n_generic=cfg.n_generic,
             source=cfg.source,  # type: ignore[arg-type]
             n_repeats=cfg.n_repeats, cv_repeats=cfg.cv_repeats, seed=cfg.seed,
             pooling=cfg.pooling,  # type: ignore[arg-type]
         )  # fmt: skip
-        self.extractor_ = ConceptExtractor(extraction, cache_dir=self.cache_dir, progress=self.progress).fit(backend)
+        self.extractor_ = ConceptExtractor(extraction, cache_dir=self.cache_dir, progress=self.progress).fit(
+            backend, sae=sae
+        )
         lens = BiasLens(
             threshold=cfg.threshold,
             readable_by=cfg.readable_by,
             n_bootstrap=cfg.n_bootstrap,
             n_permutations=cfg.n_permutations,
             seed=cfg.seed,
-        ).fit(self.extractor_.vectors_, self.extractor_.activations_)
+            n_jobs=cfg.n_jobs,
+            space=space,
+        ).fit(self.extractor_.vectors_, self.extractor_.activations_, sae=sae)
         self.probes_: list[BiasLensResult] = []
         self.categories_: list[CategoryScore] = []
         for suite in suites:
@@ -103,7 +129,13 @@ class BiasLensAudit:
                 lens.score(p.target, (p.references[0], p.references[1]), category=suite.category) for p in suite.probes
             ]
             self.probes_.extend(results)
-            self.categories_.append(category_score(suite, results, lens))
+            category = category_score(suite, results, lens)
+            if space == "both" and lens.sae_lens_ is not None:
+                category.sae = category_score(suite, [r.sae for r in results if r.sae is not None], lens.sae_lens_)
+                category.sae.space = "sae"
+            elif space == "sae":
+                category.space = "sae"
+            self.categories_.append(category)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +146,7 @@ class BiasLensAudit:
             "categories": [c.to_dict() for c in self.categories_],
             "probes": [p.to_dict() for p in self.probes_],
             "concepts": vectors.summary(),
+            "sae_concepts": {k: v.to_dict() for k, v in self.extractor_.sae_results_.items()},
         }
 
 

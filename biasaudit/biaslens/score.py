@@ -7,7 +7,8 @@ vectors. Ours (METHODS.md §1.5), per layer l::
     B_l = cos(c_T, c_A) - cos(c_T, c_B)                      (> 0: T sits closer to A)
     sample view: mean over target examples h of cos(h - o_l, c_A) - cos(h - o_l, c_B)
 
-where c_X is concept X's CAV and o_l the generic mean. The headline score averages B_l over the
+where c_X is concept X's CAV and o_l the generic mean (``space="sae"``: the same, with CAVs fitted over
+a sparse autoencoder's latents at its layer, METHODS.md §1.4). The headline score averages B_l over the
 layers where all three concepts are linearly readable (``readability >= 0.9``). Uncertainty:
 
 * **bootstrap CI** over examples -- each replicate resamples the target's, A's and B's examples with
@@ -17,20 +18,28 @@ layers where all three concepts are linearly readable (``readability >= 0.9``). 
   reference CAVs refitted; p = (1 + #{|score_perm| >= |score|}) / (1 + P), two-sided.
 
 Replicates are cached per (concept, layer, replicate), so scoring ten occupations against the same
-(male, female) pair refits male and female once per replicate, not ten times.
+(male, female) pair refits male and female once per replicate, not ten times. The refits are the
+expensive part (one logistic regression each); they run in ``n_jobs`` processes, one task per
+(concept, layer), and every replicate draws from its own seeded generator, so the result does not
+depend on ``n_jobs``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from biasaudit.concepts.cav import CAVResult, ConceptActivationVector
-from biasaudit.concepts.extract import ACCURACY_THRESHOLD, ConceptVectors, readability
+from biasaudit.concepts.extract import ACCURACY_THRESHOLD, ConceptVectors, readability, vectors_from_activations
 from biasaudit.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from biasaudit.concepts.sae import LoadedSAE
+
+SPACES = ("residual", "sae", "both")
 
 # Below this many examples per concept a bootstrap interval is not worth printing.
 MIN_EXAMPLES_FOR_CI = 10
@@ -85,6 +94,8 @@ class BiasLensResult:
     note: str | None = None
     category: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # With space="both": the same triple scored in SAE-latent space (this one is the residual score).
+    sae: BiasLensResult | None = None
     # Bootstrap replicate scores (not serialised): category scores average them replicate by replicate.
     replicates: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -94,6 +105,7 @@ class BiasLensResult:
         out["ci"] = list(self.ci) if self.ci else None
         out["sample_ci"] = list(self.sample_ci) if self.sample_ci else None
         out["layers"] = [x.to_dict() for x in self.layers]
+        out["sae"] = self.sae.to_dict() if self.sae is not None else None
         return out
 
     def antisymmetric(self) -> BiasLensResult:
@@ -106,6 +118,7 @@ class BiasLensResult:
             None if self.sample_score is None else -self.sample_score, neg(self.sample_ci),
             self.aggregate_layers, flip, self.n_target, self.n_b, self.n_a, self.n_bootstrap,
             self.n_permutations, self.note, self.category, dict(self.extra),
+            None if self.sae is None else self.sae.antisymmetric(),
             None if self.replicates is None else -self.replicates,
         )  # fmt: skip
 
@@ -129,6 +142,12 @@ class BiasLens:
         CI level.
     seed:
         Seeds both resampling schemes.
+    n_jobs:
+        Processes for the replicate refits (joblib convention: -1 = all cores, None = 1).
+    space:
+        Where the concept vectors live: ``"residual"`` (CAVs on hidden states), ``"sae"`` (CAVs on the
+        latents of a sparse autoencoder at its layer, METHODS.md §1.4) or ``"both"`` (the residual
+        result, with the SAE one attached as ``result.sae``). The SAE spaces need ``fit(..., sae=...)``.
 
     ``fit(vectors, activations)`` takes the output of ``ConceptExtractor`` (``vectors_`` and
     ``activations_``; the latter must hold "generic"), then ``score(target, (A, B))`` returns a
@@ -145,6 +164,8 @@ class BiasLens:
         n_permutations: int = 200,
         confidence: float = 0.95,
         seed: int = 0,
+        n_jobs: int | None = None,
+        space: str = "residual",
     ) -> None:
         self.threshold = threshold
         self.readable_by = readable_by
@@ -153,10 +174,20 @@ class BiasLens:
         self.n_permutations = n_permutations
         self.confidence = confidence
         self.seed = seed
+        self.n_jobs = n_jobs
+        self.space = space
 
-    def fit(self, vectors: ConceptVectors, activations: Activations) -> BiasLens:
+    def fit(self, vectors: ConceptVectors, activations: Activations, sae: LoadedSAE | None = None) -> BiasLens:
+        """Keep the vectors and activations; with an SAE, also encode every concept's activations at the
+        SAE's layer and fit CAVs over the latents (same estimator and settings as ``vectors``)."""
         if self.readable_by not in ("generic", "strict"):
             raise InvalidRequestError(f"readable_by must be 'generic' or 'strict', not {self.readable_by!r}")
+        if self.space not in SPACES:
+            raise InvalidRequestError(f"space must be one of {SPACES}, not {self.space!r}")
+        if self.space != "residual" and sae is None:
+            raise InvalidRequestError(
+                f"space={self.space!r} needs a sparse autoencoder: fit(vectors, activations, sae=load_sae(...))"
+            )
         if "generic" not in activations:
             raise InvalidRequestError("activations must include the 'generic' pool the CAVs were fitted against")
         self.vectors_ = vectors
@@ -166,23 +197,59 @@ class BiasLens:
         if missing:
             raise InvalidRequestError(f"no CAVs at layers {missing}; fitted layers: {vectors.layers}")
         self._replicates: dict[tuple[str, int, str, int], np.ndarray] = {}
+        self.sae_lens_: BiasLens | None = None
+        if self.space != "residual":
+            assert sae is not None
+            self.sae_lens_ = self._fit_sae_space(vectors, activations, sae)
         return self
+
+    def _fit_sae_space(self, vectors: ConceptVectors, activations: Activations, sae: LoadedSAE) -> BiasLens:
+        from biasaudit.concepts.sae import encode
+
+        missing = [k for k, per_layer in activations.items() if sae.layer not in per_layer]
+        if missing:
+            raise InvalidRequestError(
+                f"the SAE reads layer {sae.layer}, but there are no activations there for {missing[:5]}; "
+                f"extract concepts at layer {sae.layer} too"
+            )
+        latents = {
+            k: {sae.layer: encode(sae, np.asarray(per_layer[sae.layer]))} for k, per_layer in activations.items()
+        }
+        latent_vectors = vectors_from_activations(latents, vectors.config, model=vectors.model)
+        inner = BiasLens(
+            threshold=self.threshold, readable_by=self.readable_by, n_bootstrap=self.n_bootstrap,
+            n_permutations=self.n_permutations, confidence=self.confidence, seed=self.seed, n_jobs=self.n_jobs,
+        )  # fmt: skip
+        return inner.fit(latent_vectors, latents)
 
     # ------------------------------------------------------------------ CAV refits for resampling
     def _estimator(self) -> ConceptActivationVector:
         cfg = self.vectors_.config
         return ConceptActivationVector(C=cfg.C, n_folds=2, n_repeats=1, cv_repeats=0, subsample=1.0, random_state=0)
 
-    def _refit(self, X: np.ndarray, layer: int) -> np.ndarray:
-        generic = np.asarray(self.activations_["generic"][layer])
-        return self._estimator().fit_direction(X, generic)
+    def _task(self, kind: str, concepts: tuple[str, ...], layer: int) -> _RefitTask:
+        X = tuple(np.asarray(self.activations_[c][layer]) for c in concepts)
+        return _RefitTask(kind, concepts, layer, X, np.asarray(self.activations_["generic"][layer]))
+
+    def _prefetch(self, tasks: list[_RefitTask], count: int) -> None:
+        """Fill the replicate cache for ``count`` replicates of every task not cached yet."""
+        todo = [task for task in tasks if task.key(count - 1) not in self._replicates]
+        if not todo or count <= 0:
+            return
+        estimator, seed = self._estimator(), self.seed
+        if self.n_jobs in (None, 1) or len(todo) == 1:
+            batches = [task.run(estimator, seed, count) for task in todo]
+        else:
+            from joblib import Parallel, delayed
+
+            batches = Parallel(n_jobs=self.n_jobs)(delayed(task.run)(estimator, seed, count) for task in todo)
+        for batch in batches:
+            self._replicates.update(batch)
 
     def _bootstrap_cav(self, concept: str, layer: int, b: int) -> np.ndarray:
         key = (concept, layer, "boot", b)
         if key not in self._replicates:
-            X = np.asarray(self.activations_[concept][layer])
-            rng = np.random.default_rng([self.seed, b, _stable_hash(concept)])
-            self._replicates[key] = self._refit(X[rng.integers(0, len(X), len(X))], layer)
+            self._prefetch([self._task("boot", (concept,), layer)], b + 1)
         return self._replicates[key]
 
     def _single(self, concept: str, layer: int) -> np.ndarray:
@@ -191,15 +258,15 @@ class BiasLens:
             self._replicates[key] = self._refit(np.asarray(self.activations_[concept][layer]), layer)
         return self._replicates[key]
 
+    def _refit(self, X: np.ndarray, layer: int) -> np.ndarray:
+        generic = np.asarray(self.activations_["generic"][layer])
+        return self._estimator().fit_direction(X, generic)
+
     def _permuted_cavs(self, a: str, b: str, layer: int, p: int) -> tuple[np.ndarray, np.ndarray]:
-        key_a, key_b = (f"{a}|{b}", layer, "perm-a", p), (f"{a}|{b}", layer, "perm-b", p)
+        key_a = (f"{a}|{b}", layer, "perm-a", p)
         if key_a not in self._replicates:
-            X_a, X_b = np.asarray(self.activations_[a][layer]), np.asarray(self.activations_[b][layer])
-            pooled = np.concatenate([X_a, X_b])
-            order = np.random.default_rng([self.seed, p, _stable_hash(a), _stable_hash(b)]).permutation(len(pooled))
-            self._replicates[key_a] = self._refit(pooled[order[: len(X_a)]], layer)
-            self._replicates[key_b] = self._refit(pooled[order[len(X_a) :]], layer)
-        return self._replicates[key_a], self._replicates[key_b]
+            self._prefetch([self._task("perm", (a, b), layer)], p + 1)
+        return self._replicates[key_a], self._replicates[(f"{a}|{b}", layer, "perm-b", p)]
 
     def _readability(self, result: CAVResult) -> float:
         return readability(result) if self.readable_by == "strict" else result.accuracy
@@ -207,6 +274,18 @@ class BiasLens:
     # ------------------------------------------------------------------ scoring
     def score(self, target: str, references: tuple[str, str], *, category: str | None = None) -> BiasLensResult:
         """Bias(target; A, B); concept names as in the vectors ("group/name", or "name" if unique)."""
+        if self.space == "residual":
+            return self._score(target, references, category)
+        assert self.sae_lens_ is not None
+        in_sae = self.sae_lens_._score(target, references, category)
+        in_sae.space = "sae"
+        if self.space == "sae":
+            return in_sae
+        result = self._score(target, references, category)
+        result.sae = in_sae
+        return result
+
+    def _score(self, target: str, references: tuple[str, str], category: str | None) -> BiasLensResult:
         vec = self.vectors_
         if len(references) != 2:
             raise InvalidRequestError(f"references must be a pair (A, B), got {references!r}")
@@ -245,10 +324,12 @@ class BiasLens:
             result.note = f"too few examples for a CI or p-value (need >= {MIN_EXAMPLES_FOR_CI} per concept)"
             return result
         if self.n_bootstrap > 0:
+            self._prefetch([self._task("boot", (k,), layer) for k in (t, a, b) for layer in use], self.n_bootstrap)
             result.replicates = self._bootstrap_scores(t, a, b, use)
             result.ci = self.interval(result.replicates)
             result.sample_ci = self._sample_ci(t, a, b, use)
         if self.n_permutations > 0:
+            self._prefetch([self._task("perm", (a, b), layer) for layer in use], self.n_permutations)
             result.p_value = self._permutation_p(t, a, b, use)
         return result
 
@@ -307,6 +388,47 @@ class BiasLens:
                 values.append(_cos(c_t, c_a) - _cos(c_t, c_b))
             exceed += abs(float(np.mean(values))) >= abs(observed) - 1e-12
         return (1 + exceed) / (1 + self.n_permutations)
+
+
+@dataclass(frozen=True)
+class _RefitTask:
+    """All replicates of one (concept, layer) bootstrap or one (A|B, layer) permutation: a picklable
+    unit of work whose generators are seeded by (seed, replicate, concept names) alone."""
+
+    kind: str  # "boot" (concepts = (c,)) or "perm" (concepts = (a, b))
+    concepts: tuple[str, ...]
+    layer: int
+    X: tuple[np.ndarray, ...]
+    generic: np.ndarray
+
+    def key(self, replicate: int) -> tuple[str, int, str, int]:
+        if self.kind == "boot":
+            return (self.concepts[0], self.layer, "boot", replicate)
+        return ("|".join(self.concepts), self.layer, "perm-a", replicate)
+
+    def run(
+        self, estimator: ConceptActivationVector, seed: int, count: int
+    ) -> dict[tuple[str, int, str, int], np.ndarray]:
+        out: dict[tuple[str, int, str, int], np.ndarray] = {}
+        if self.kind == "boot":
+            (concept,), (X,) = self.concepts, self.X
+            for b in range(count):
+                rng = np.random.default_rng([seed, b, _stable_hash(concept)])
+                out[(concept, self.layer, "boot", b)] = estimator.fit_direction(
+                    X[rng.integers(0, len(X), len(X))], self.generic
+                )
+            return out
+        (a, b_name), (X_a, X_b) = self.concepts, self.X
+        pooled = np.concatenate([X_a, X_b])
+        for p in range(count):
+            order = np.random.default_rng([seed, p, _stable_hash(a), _stable_hash(b_name)]).permutation(len(pooled))
+            out[(f"{a}|{b_name}", self.layer, "perm-a", p)] = estimator.fit_direction(
+                pooled[order[: len(X_a)]], self.generic
+            )
+            out[(f"{a}|{b_name}", self.layer, "perm-b", p)] = estimator.fit_direction(
+                pooled[order[len(X_a) :]], self.generic
+            )
+        return out
 
 
 def _stable_hash(text: str) -> int:

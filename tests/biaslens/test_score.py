@@ -33,11 +33,11 @@ def synthetic(association: float, seed: int = 0, layers=(1, 2)):
     return acts
 
 
-def lens_for(acts, **kw):
+def lens_for(acts, sae=None, **kw):
     vectors = vectors_from_activations(acts, CONFIG)
     kw.setdefault("n_bootstrap", 60)
     kw.setdefault("n_permutations", 60)
-    return BiasLens(threshold=0.6, **kw).fit(vectors, acts)
+    return BiasLens(threshold=0.6, **kw).fit(vectors, acts, sae=sae)
 
 
 def test_planted_association_is_significant_with_the_right_sign():
@@ -105,3 +105,60 @@ def test_too_few_examples_gives_a_note_not_a_ci():
     result = BiasLens(threshold=0.0).fit(vectors, few).score("t", ("a", "b"))
     assert result.score is not None and result.ci is None and result.p_value is None
     assert "too few" in result.note
+
+
+def test_parallel_refits_give_identical_results():
+    """Replicates are seeded per (replicate, concept): n_jobs changes the speed, never the numbers."""
+    acts = synthetic(association=1.0)
+    serial = lens_for(acts, n_bootstrap=20, n_permutations=20).score("t", ("a", "b"))
+    parallel = lens_for(acts, n_bootstrap=20, n_permutations=20, n_jobs=2).score("t", ("a", "b"))
+    assert parallel.ci == serial.ci and parallel.p_value == serial.p_value
+    np.testing.assert_array_equal(parallel.replicates, serial.replicates)
+
+
+def split_sign_sae(tmp_path, d_in=D):
+    """A ReLU SAE with latents relu(x) and relu(-x): lossless, so a planted direction survives encoding."""
+    import torch
+
+    from biasaudit.concepts.sae import load_sae
+    from tests.concepts.test_sae import StubBackend, save_sae
+
+    path = tmp_path / "split_sign"
+    sae = save_sae(path, d_in=d_in, d_sae=2 * d_in, architecture="standard")
+    with torch.no_grad():
+        eye = torch.eye(d_in)
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.b_enc.zero_()
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_dec.zero_()
+    sae.save_model(path)
+    return load_sae(path, backend=StubBackend(hidden_size=d_in))
+
+
+def test_sae_space_recovers_the_planted_association(tmp_path):
+    sae = split_sign_sae(tmp_path)
+    acts = synthetic(association=1.5)
+    in_sae = lens_for(acts, sae, space="sae")
+    result = in_sae.score("t", ("a", "b"))
+    assert result.space == "sae" and [x.layer for x in result.layers] == [sae.layer]
+    assert result.score is not None and result.score > 0.1
+    assert result.ci is not None and result.ci[0] > 0 and result.p_value < 0.05
+    flipped = in_sae.score("t", ("b", "a"))
+    assert flipped.score == pytest.approx(-result.score)
+
+    both = lens_for(acts, sae, space="both")
+    combined = both.score("t", ("a", "b"))
+    assert combined.space == "residual" and combined.aggregate_layers == [1, 2]
+    assert combined.sae is not None and combined.sae.score == result.score and combined.sae.ci == result.ci
+    assert combined.to_dict()["sae"]["space"] == "sae"
+
+
+def test_sae_space_needs_an_sae_at_an_extracted_layer(tmp_path):
+    acts = synthetic(association=1.0, layers=(2,))
+    vectors = vectors_from_activations(acts, CONFIG)
+    with pytest.raises(InvalidRequestError, match="needs a sparse autoencoder"):
+        BiasLens(space="sae").fit(vectors, acts)
+    with pytest.raises(InvalidRequestError, match="space must be one of"):
+        BiasLens(space="latent").fit(vectors, acts)
+    with pytest.raises(InvalidRequestError, match="no activations there"):
+        BiasLens(space="both").fit(vectors, acts, sae=split_sign_sae(tmp_path))

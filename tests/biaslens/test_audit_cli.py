@@ -1,0 +1,70 @@
+"""``biasaudit audit --suite biaslens`` (with an SAE) and the traditional-metric suites, end to end on
+the real default model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import SHARED_DATA
+from typer.testing import CliRunner
+
+from biasaudit.cli import app
+
+runner = CliRunner()
+
+
+def split_sign_sae_for_default_model(path, layer: int = 12, d_in: int = 576):
+    """A lossless ReLU SAE (latents relu(x), relu(-x)) reading the default model's layer ``layer``."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    from biasaudit.concepts.sae import layer_to_hook
+
+    config = StandardSAEConfig(d_in=d_in, d_sae=2 * d_in, metadata=SAEMetadata(hook_name=layer_to_hook(layer)))
+    sae = StandardSAE(config)
+    with torch.no_grad():
+        eye = torch.eye(d_in)
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    sae.save_model(path)
+    return path
+
+
+@pytest.mark.slow
+def test_audit_biaslens_suite_in_both_spaces(tmp_path, default_model_dir):
+    sae = split_sign_sae_for_default_model(tmp_path / "sae")
+    out = tmp_path / "report"
+    args = ["audit", "default", "--suite", "biaslens", "--limit", "12", "--out", str(out), "--sae", str(sae)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    lens = doc["suites"]["biaslens"]["result"]
+    assert lens["config"]["n_examples"] == 12 and lens["config"]["sae"] == str(sae)
+    assert {c["category"] for c in lens["categories"]} >= {"gender", "religion", "age", "disability"}
+    assert 12 in lens["layers"]
+    for category in lens["categories"]:
+        assert category["sae"]["space"] == "sae"
+        if category["score"] is None:
+            assert category["note"]
+    probe = lens["probes"][0]
+    assert probe["space"] == "residual" and probe["sae"]["space"] == "sae"
+    assert [x["layer"] for x in probe["sae"]["layers"]] == [12]
+    assert set(lens["sae_concepts"]) and "biaslens" in result.output
+
+
+@pytest.mark.slow
+def test_audit_traditional_metric_suites(tmp_path, default_model_dir):
+    if not (SHARED_DATA / "crows_pairs").is_dir():
+        pytest.skip(f"needs the public datasets in {SHARED_DATA} (CI has them; a user checkout does not)")
+    out = tmp_path / "report"
+    args = ["audit", "default", "--suite", "crows_pairs,bbq,stereoset", "--limit", "24", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--data-dir", str(SHARED_DATA)])
+    assert result.exit_code == 0, result.output
+    suites = json.loads((out / "results.json").read_text())["suites"]
+    assert set(suites) == {"crows_pairs", "bbq", "stereoset"}
+    assert suites["crows_pairs"]["result"]["overall"]["n_pairs"] == 24
+    assert "by_category" in suites["bbq"]["result"] and "by_bias_type" in suites["stereoset"]["result"]
