@@ -155,6 +155,8 @@ def _headline(name: str, result: dict) -> str:
         parts = [f"{c['category']} {c['score']:+.3f}" for c in scored]
         unscored = len(result["categories"]) - len(scored)
         return "; ".join(parts) + (f" ({unscored} categories not readable)" if unscored else "")
+    if name == "negbias":
+        return _negbias_headline(result)
     overall = result.get("overall")
     if isinstance(overall, dict):
         parts = []
@@ -163,6 +165,21 @@ def _headline(name: str, result: dict) -> str:
                 parts.append(f"{key}={value['value']:.2f}")
         return ", ".join(parts)[:120]
     return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, int | float))[:120]
+
+
+def _negbias_headline(result: dict) -> str:
+    """Plain prompt: No-rate and P−R gap per knowledge subset (gold No-rate is 0.5 by construction)."""
+    plain = result["results"].get("plain", {})
+    parts = []
+    for subset in ("correct", "incorrect", "insufficient"):
+        metrics = plain.get(subset) or {}
+        no_rate, gap = (metrics.get(k) or {} for k in ("no_rate", "pr_gap"))
+        if no_rate.get("value") is not None:
+            text = f"{subset}: No {no_rate['value']:.0%}"
+            if gap.get("value") is not None:
+                text += f", P−R {gap['value']:+.2f}"
+            parts.append(text)
+    return "; ".join(parts) or "no subset had answered items"
 
 
 @app.command()
@@ -214,10 +231,12 @@ def calibrate(
 
 def _register_subcommands() -> None:
     from biasaudit.cli_concepts import concepts_app
+    from biasaudit.cli_negbias import negbias_app
     from biasaudit.cli_sae import sae_app
 
     app.add_typer(concepts_app, name="concepts")
     app.add_typer(sae_app, name="sae")
+    app.add_typer(negbias_app, name="negbias")
 
 
 _register_subcommands()

@@ -65,6 +65,21 @@ def _yesno_prior(backend: Backend, config: RunConfig) -> dict[str, Any]:
 
 
 @register_suite(
+    "negbias",
+    "Negative bias: yes/no answers split by what the model knows (correct / incorrect / insufficient), "
+    "under several prompt formats (shipped fact set)",
+)
+def _negbias(backend: Backend, config: RunConfig) -> dict[str, Any]:
+    from biasaudit.negbias.audit import NegBiasAuditConfig, run_negbias
+    from biasaudit.negbias.builder import NegBiasSetConfig
+
+    negbias_config = NegBiasAuditConfig(
+        limit=config.limit, build=NegBiasSetConfig(seed=config.seed), apply_chat_template=config.apply_chat_template
+    )
+    return run_negbias(backend, negbias_config)
+
+
+@register_suite(
     "icl",
     "Few-shot label bias (vanilla, context, domain) and calibration gains (CC, DC, BC) on 5 tasks",
 )

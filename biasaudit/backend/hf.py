@@ -543,6 +543,7 @@ class HFBackend:
         seed: int | None = None,
         logits_processors: Sequence[Any] | None = None,
         apply_chat_template: bool = False,
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
         from transformers import LogitsProcessorList
 
@@ -558,6 +559,9 @@ class HFBackend:
         if seed is not None:
             torch.manual_seed(seed)
         sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": None, "top_p": None}
+        stops = [s for s in (stop or []) if s]
+        # transformers' stop_strings: a row that produced one is finished (padded from then on).
+        stopping: dict[str, Any] = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
 
         def run(batch: np.ndarray) -> None:
             ids, mask = self._left_padded([encoded[b] for b in batch])
@@ -571,10 +575,11 @@ class HFBackend:
                 pad_token_id=self._pad_id(),
                 logits_processor=LogitsProcessorList(list(logits_processors or [])),
                 **sampling,
+                **stopping,
             )
             new = out[:, width:].cpu()
             for k, b in enumerate(batch):
-                outputs[b] = self.tokenizer.decode(new[k], skip_special_tokens=True)
+                outputs[b] = _cut_at(self.tokenizer.decode(new[k], skip_special_tokens=True), stops)
 
         # Generation memory grows with the new tokens too, so they count towards the batch budget.
         lengths = [len(e) + max_new_tokens for e in encoded]
@@ -721,6 +726,12 @@ class HFBackend:
                     out[layer][batch] = values
                 advance(len(batch))
         return out
+
+
+def _cut_at(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of ``stops`` (all of it when none occurs)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -91,8 +91,12 @@ class Backend(Protocol):
         seed: int | None = None,
         logits_processors: Sequence[Any] | None = None,
         apply_chat_template: bool = False,
+        stop: Sequence[str] | None = None,
     ) -> list[str]:
-        """Continue each prompt; returns only the newly generated text."""
+        """Continue each prompt; returns only the newly generated text.
+
+        ``stop``: strings that end a row's generation; the text is cut before the first one. A batch
+        ends when every row has stopped, so short answers do not pay for ``max_new_tokens``."""
         ...
 
     def hidden_states(

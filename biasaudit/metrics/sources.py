@@ -174,3 +174,38 @@ def read_table(path: Path, required: Sequence[str], *, delimiter: str = ",") -> 
         if len(cells) != len(header):
             raise DatasetFormatError(f"{path}:{number}: expected {len(header)} columns, got {len(cells)}")
         yield SourceRow(f"{path}:{number}", dict(zip(header, cells, strict=True)))
+
+
+def read_json_array(path: Path) -> Iterator[SourceRow]:
+    """A JSON file holding one array of objects (StrategyQA's format); each row's ``where`` is the line
+    its object starts on, so errors point into the file as they do for JSONL."""
+    text = read_text(path)
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0)
+    if pos >= len(text) or text[pos] != "[":
+        raise DatasetFormatError(f"{path}:1: expected a JSON array of objects")
+    pos = _skip_space(text, pos + 1)
+    if pos < len(text) and text[pos] == "]":
+        return
+    while True:
+        line = text.count("\n", 0, pos) + 1
+        try:
+            record, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict):
+            raise DatasetFormatError(f"{path}:{line}: expected a JSON object, got {type(record).__name__}")
+        yield SourceRow(f"{path}:{line}", record)
+        pos = _skip_space(text, pos)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_space(text, pos + 1)
+            continue
+        if pos < len(text) and text[pos] == "]":
+            return
+        raise DatasetFormatError(f"{path}:{text.count(chr(10), 0, pos) + 1}: expected ',' or ']' in the array")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos

@@ -244,6 +244,27 @@ def test_generate_applies_logits_processors(tiny_backend):
     assert out == [" banana banana banana"] * 2
 
 
+def test_generate_stops_at_stop_strings_and_cuts_them(tiny_backend):
+    from transformers import LogitsProcessor
+
+    banana, dot = (tiny_backend.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" banana", "."))
+
+    class Script(LogitsProcessor):
+        """ " banana" twice, then "." -- and counts the decoding steps."""
+
+        steps = 0
+
+        def __call__(self, input_ids, scores):
+            Script.steps += 1
+            out = torch.full_like(scores, -float("inf"))
+            out[:, banana if Script.steps <= 2 else dot] = 0.0
+            return out
+
+    out = tiny_backend.generate(["Hello", "The weather"], max_new_tokens=20, logits_processors=[Script()], stop=["."])
+    assert out == [" banana banana"] * 2
+    assert Script.steps == 3  # the batch ended when both rows had produced the stop string
+
+
 def test_sampling_is_reproducible_with_a_seed(tiny_backend):
     kwargs = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "seed": 3}
     assert tiny_backend.generate(["Once upon"], **kwargs) == tiny_backend.generate(["Once upon"], **kwargs)
