@@ -128,7 +128,7 @@ def evaluate(
         evaluator.fit(backend, items)
     except (BiasAuditError, ValueError) as exc:
         raise fail(exc) from exc
-    result = {"model": backend.name, "set": str(set_path), **evaluator.to_dict()}
+    result = {"model": backend.name, "set": str(set_path), **evaluator.to_dict(include_predictions=True)}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "negbias.json"
     write_json_atomic(path, result)

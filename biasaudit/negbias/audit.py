@@ -50,9 +50,11 @@ def run_negbias(backend: Backend, config: NegBiasAuditConfig, *, progress: bool 
         seed=config.build.seed, n_bootstrap=config.n_bootstrap, cot_max_new_tokens=config.cot_max_new_tokens,
         apply_chat_template=config.apply_chat_template, progress=progress, **kwargs,
     ).fit(backend, builder.items_)  # fmt: skip
+    evaluation = evaluator.to_dict()
+    evaluation["evaluation_config"] = evaluation.pop("config")
     return {
         "config": config.to_dict(),
         "sources": {"qa": qa_sources, "yesno": list(config.yesno)},
         "set": builder.summary_,
-        **evaluator.to_dict(),
+        **evaluation,
     }
