@@ -17,6 +17,7 @@ Run from the repository root::
 
     python benchmarks/validate_biaslens.py              # full: all 8 categories, all items
     python benchmarks/validate_biaslens.py --quick      # 3 categories, 60 examples, 200 items
+    python benchmarks/validate_biaslens.py --rescore    # table and rho again from the saved JSON
 
 It prints the table and writes ``benchmarks/results/validate_biaslens.json``. Without
 ``../shared/data`` it says "skipped" and exits 0.
@@ -25,6 +26,7 @@ It prints the table and writes ``benchmarks/results/validate_biaslens.json``. Wi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -82,6 +84,8 @@ def correlate(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0)
     if n < 3:
         return {"n_categories": n, "rho": None, "ci95": None, "note": "fewer than 3 shared categories"}
     rho = float(spearmanr(x, y).statistic)
+    if n < 4:  # every resample with >= 3 distinct categories is the original set: no interval exists
+        return {"n_categories": n, "rho": rho, "ci95": None, "note": "too few categories for a bootstrap interval"}
     rng = np.random.default_rng(seed)
     xs, ys = np.asarray(x), np.asarray(y)
     stats = []
@@ -104,8 +108,12 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="items per traditional benchmark")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-examples", type=int, default=200, help="examples per concept (and generic)")
+    parser.add_argument("--model", default="default", help="model spec (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--rescore", action="store_true", help="recompute table and rho from --out (no model)")
     args = parser.parse_args()
     console = Console()
+    if args.rescore:
+        return rescore(args.out, args.seed, console)
     if not (args.data_dir / "crows_pairs").is_dir():
         console.print(f"skipped: {args.data_dir} has no crows_pairs/ (the shared datasets live beside the repo)")
         return 0
@@ -115,7 +123,7 @@ def main() -> int:
     if args.quick:
         suites, limit, n_examples = ["gender", "religion", "disability"], limit or 200, 60
     machine = machine_info()
-    backend = HFBackend.from_spec("default")
+    backend = HFBackend.from_spec(args.model)
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -132,6 +140,35 @@ def main() -> int:
             name, backend, limit=limit, seed=args.seed, source=args.data_dir / name
         )  # fmt: skip
         timings[name] = time.perf_counter() - start
+    payload = {
+        "command": "python benchmarks/validate_biaslens.py " + " ".join(sys.argv[1:]),
+        "model": backend.name,
+        "machine": machine,
+        "suites": suites,
+        "traditional_raw": raw,
+        "biaslens": lens,
+        "timings_s": timings,
+        "paper_claim": "Spearman rho > 0.85 against traditional metrics (Gao et al. 2025)",
+    }
+    payload.update(summarise(lens, raw, args.seed, console))
+    console.print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
+    write_json_atomic(args.out, payload)
+    console.print(f"results: {args.out}")
+    return 0
+
+
+def rescore(path: Path, seed: int, console: Console) -> int:
+    """Recompute the table and correlations from a saved run (no model work)."""
+    payload = json.loads(path.read_text())
+    payload.update(summarise(payload["biaslens"], payload["traditional_raw"], seed, console))
+    write_json_atomic(path, payload)
+    console.print(f"results: {path}")
+    return 0
+
+
+def summarise(lens: dict[str, Any], raw: dict[str, dict[str, Any]], seed: int, console: Console) -> dict[str, Any]:
+    """Rows (category, BiasLens, traditional scores), rho per metric, and the traditional metrics'
+    agreement with each other (the ceiling any single score can reach against them); prints the table."""
     traditional = traditional_scores(raw)
 
     rows = []
@@ -149,7 +186,7 @@ def main() -> int:
             for r in rows
             if r["biaslens"]["score"] is not None and r[metric] is not None and r[metric]["value"] is not None
         ]
-        correlations[metric] = correlate([p[0] for p in pairs], [p[1] for p in pairs], seed=args.seed)
+        correlations[metric] = correlate([p[0] for p in pairs], [p[1] for p in pairs], seed=seed)
 
     table = Table(title="BiasLens vs traditional bias metrics (default model; > 0 = stereotype-consistent)")
     for column in ("category", "BiasLens (95% CI)", "CrowS %stereo−50", "BBQ s_AMB×100", "BBQ s_DIS×100", "SS−50"):
@@ -177,23 +214,25 @@ def main() -> int:
             console.print(
                 f"Spearman rho vs {metric}: {corr['rho']:+.2f} {ci_text} over {corr['n_categories']} categories"
             )
-    console.print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
 
-    payload = {
-        "command": "python benchmarks/validate_biaslens.py " + " ".join(sys.argv[1:]),
-        "model": backend.name,
-        "machine": machine,
-        "suites": suites,
-        "rows": rows,
-        "correlations": correlations,
-        "traditional_raw": raw,
-        "biaslens": lens,
-        "timings_s": timings,
-        "paper_claim": "Spearman rho > 0.85 against traditional metrics (Gao et al. 2025)",
-    }
-    write_json_atomic(args.out, payload)
-    console.print(f"results: {args.out}")
-    return 0
+    agreement = {}
+    metrics = list(METRIC_DATASET)
+    for i, first in enumerate(metrics):
+        for second in metrics[i + 1 :]:
+            pairs = [
+                (r[first]["value"], r[second]["value"])
+                for r in rows
+                if r[first] and r[second] and r[first]["value"] is not None and r[second]["value"] is not None
+            ]
+            if len(pairs) >= 3:
+                agreement[f"{first} vs {second}"] = correlate([p[0] for p in pairs], [p[1] for p in pairs], seed=seed)
+    for name, corr in agreement.items():
+        ci = corr["ci95"]
+        ci_text = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "(no CI)"
+        console.print(
+            f"traditional metrics agree, {name}: rho {corr['rho']:+.2f} {ci_text} over {corr['n_categories']}"
+        )
+    return {"rows": rows, "correlations": correlations, "traditional_agreement": agreement}
 
 
 if __name__ == "__main__":

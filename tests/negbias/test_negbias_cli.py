@@ -64,9 +64,9 @@ def test_build_then_eval_on_the_default_model(tmp_path, default_model_dir):
 @pytest.mark.slow
 def test_audit_negbias_suite(tmp_path, default_model_dir):
     out = tmp_path / "report"
-    result = runner.invoke(app, ["audit", "default", "--suite", "negbias", "--limit", "10", "--out", str(out)])
+    result = runner.invoke(app, ["audit", "default", "--suite", "negbias", "--limit", "6", "--out", str(out)])
     assert result.exit_code == 0, result.output
     suite = json.loads((out / "results.json").read_text())["suites"]["negbias"]["result"]
-    assert suite["config"]["limit"] == 10 and suite["set"]["n_items"] == 20
+    assert suite["config"]["limit"] == 6 and suite["set"]["n_items"] == 12
     assert set(suite["results"]) == {"plain", "context", "idk", "cot", "negated", "swapped", "true_false"}
     assert suite["scenarios"]["context"]["n_asked"] == 0  # the shipped facts carry no context
