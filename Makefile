@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 OUT    ?= biasaudit-demo
+LIMIT  ?= 40
 
 .PHONY: demo test setup setup-dev lint typecheck unit bench clean
 
@@ -28,7 +29,7 @@ setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
 
 demo: setup
-	$(VENV)/bin/biasaudit audit default --limit 100 --out $(OUT)
+	$(VENV)/bin/biasaudit audit default --limit $(LIMIT) --out $(OUT)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check biasaudit tests benchmarks
