@@ -115,3 +115,23 @@ class ScriptedBackend:
 def scripted():
     """``scripted(fn)`` builds a ScriptedBackend (see its docstring)."""
     return ScriptedBackend
+
+
+def save_split_sign_sae(path: Path, d_in: int, layer: int) -> Path:
+    """A lossless ReLU SAE (latents relu(x) and relu(-x)) reading ``layer``, saved in sae-lens format:
+    a planted direction survives encoding, so SAE-space scores have known answers."""
+    from sae_lens import StandardSAE, StandardSAEConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    from biasaudit.concepts.sae import layer_to_hook
+
+    config = StandardSAEConfig(d_in=d_in, d_sae=2 * d_in, metadata=SAEMetadata(hook_name=layer_to_hook(layer)))
+    sae = StandardSAE(config)
+    with torch.no_grad():
+        eye = torch.eye(d_in)
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    sae.save_model(path)
+    return path

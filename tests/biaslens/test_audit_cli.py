@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, save_split_sign_sae
 from typer.testing import CliRunner
 
 from biasaudit.cli import app
@@ -15,28 +14,9 @@ from biasaudit.cli import app
 runner = CliRunner()
 
 
-def split_sign_sae_for_default_model(path, layer: int = 12, d_in: int = 576):
-    """A lossless ReLU SAE (latents relu(x), relu(-x)) reading the default model's layer ``layer``."""
-    from sae_lens import StandardSAE, StandardSAEConfig
-    from sae_lens.saes.sae import SAEMetadata
-
-    from biasaudit.concepts.sae import layer_to_hook
-
-    config = StandardSAEConfig(d_in=d_in, d_sae=2 * d_in, metadata=SAEMetadata(hook_name=layer_to_hook(layer)))
-    sae = StandardSAE(config)
-    with torch.no_grad():
-        eye = torch.eye(d_in)
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    sae.save_model(path)
-    return path
-
-
 @pytest.mark.slow
 def test_audit_biaslens_suite_in_both_spaces(tmp_path, default_model_dir):
-    sae = split_sign_sae_for_default_model(tmp_path / "sae")
+    sae = save_split_sign_sae(tmp_path / "sae", d_in=576, layer=12)  # the default model's width
     out = tmp_path / "report"
     args = ["audit", "default", "--suite", "biaslens", "--limit", "12", "--out", str(out), "--sae", str(sae)]
     result = runner.invoke(app, args)

@@ -116,23 +116,18 @@ def test_parallel_refits_give_identical_results():
     np.testing.assert_array_equal(parallel.replicates, serial.replicates)
 
 
-def split_sign_sae(tmp_path, d_in=D):
-    """A ReLU SAE with latents relu(x) and relu(-x): lossless, so a planted direction survives encoding."""
-    import torch
+class ModelShape:
+    """What ``load_sae`` checks of a backend."""
+
+    name, hidden_size, n_layers = "synthetic", D, 2
+
+
+def split_sign_sae(tmp_path):
+    from conftest import save_split_sign_sae
 
     from biasaudit.concepts.sae import load_sae
-    from tests.concepts.test_sae import StubBackend, save_sae
 
-    path = tmp_path / "split_sign"
-    sae = save_sae(path, d_in=d_in, d_sae=2 * d_in, architecture="standard")
-    with torch.no_grad():
-        eye = torch.eye(d_in)
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.b_enc.zero_()
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_dec.zero_()
-    sae.save_model(path)
-    return load_sae(path, backend=StubBackend(hidden_size=d_in))
+    return load_sae(save_split_sign_sae(tmp_path / "split_sign", D, layer=1), backend=ModelShape())
 
 
 def test_sae_space_recovers_the_planted_association(tmp_path):
