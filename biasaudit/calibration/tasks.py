@@ -221,7 +221,7 @@ def default_data_dir() -> Path:
         return beside_repo
     raise DatasetNotFoundError(
         f"no data folder found (BIASAUDIT_DATA is unset and {beside_repo} does not exist); "
-        "pass --data-dir or set BIASAUDIT_DATA to the folder holding fewshot_cls/"
+        "pass --data-dir or set BIASAUDIT_DATA to the folder holding the datasets (fewshot_cls/, crows_pairs/, ...)"
     )
 
 
