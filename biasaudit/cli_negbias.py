@@ -67,14 +67,12 @@ def build(
     from biasaudit.jsonio import write_json_atomic
     from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
     from biasaudit.negbias.items import save_items
-    from biasaudit.negbias.sources import load_qa, load_yesno, shipped_facts
+    from biasaudit.negbias.sources import load_inputs
 
     config = NegBiasSetConfig(k=k, temperature=temperature, min_agree=min_agree, negatives=negatives, seed=seed)
-    qa_sources = list(qa or ([] if yesno else [str(shipped_facts())]))
     try:
         config.validate()
-        questions = [q for source in qa_sources for q in load_qa(source, limit=limit)]
-        native = [q for source in yesno or [] for q in load_yesno(source, limit=limit)]
+        qa_sources, questions, native = load_inputs(qa or [], yesno or [], limit)
         backend = _backend(model, device, dtype, trust_remote_code)
         builder = NegBiasSetBuilder(config).fit(backend, qa=questions, yesno=native)
     except (BiasAuditError, ValueError) as exc:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -32,3 +35,14 @@ def read_json(path: Path) -> Any | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
+    """``cls(**data)`` for a config dataclass, refusing unknown keys with a message naming ``what``."""
+    from biasaudit.errors import InvalidRequestError
+
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InvalidRequestError(f"unknown {what} field(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**data)

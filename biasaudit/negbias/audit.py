@@ -10,7 +10,7 @@ from typing import Any
 from biasaudit.backend.protocol import Backend
 from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
 from biasaudit.negbias.evaluate import NegBiasEvaluator
-from biasaudit.negbias.sources import load_qa, load_yesno, shipped_facts
+from biasaudit.negbias.sources import load_inputs
 
 
 @dataclass
@@ -39,9 +39,7 @@ class NegBiasAuditConfig:
 
 def run_negbias(backend: Backend, config: NegBiasAuditConfig, *, progress: bool = True) -> dict[str, Any]:
     """Probe, build and evaluate; returns the config, the set's summary and the evaluator's results."""
-    qa_sources = config.qa or ([] if config.yesno else [str(shipped_facts())])
-    questions = [q for source in qa_sources for q in load_qa(source, limit=config.limit)]
-    native = [q for source in config.yesno for q in load_yesno(source, limit=config.limit)]
+    qa_sources, questions, native = load_inputs(config.qa, config.yesno, config.limit)
     builder = NegBiasSetBuilder(config.build, progress=progress).fit(backend, qa=questions, yesno=native)
     kwargs: dict[str, Any] = {}
     if config.scenarios:

@@ -28,6 +28,7 @@ import numpy as np
 
 from biasaudit.backend.protocol import Backend
 from biasaudit.errors import InvalidRequestError
+from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.negbias.items import SUBSETS, KnowledgeProbe, QAItem, YesNoItem, YesNoQuestion
 from biasaudit.negbias.knowledge import KnowledgeProber
 from biasaudit.negbias.matching import answers_match, normalize_answer
@@ -52,11 +53,7 @@ class NegBiasSetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NegBiasSetConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidRequestError(f"unknown set-config field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "set-config")
 
     def validate(self) -> None:
         if self.negatives not in ("model_wrong_first", "distractor"):

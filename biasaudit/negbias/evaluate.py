@@ -22,6 +22,7 @@ import numpy as np
 
 from biasaudit.backend.protocol import Backend, LabelMode
 from biasaudit.errors import BiasAuditError, InvalidRequestError
+from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.negbias.items import SUBSETS, Subset, YesNoItem
 from biasaudit.negbias.metrics import Answer, yesno_metrics
 from biasaudit.negbias.scenarios import DEFAULT_SCENARIO_FILE, Scenario, load_scenarios
@@ -51,11 +52,7 @@ class NegBiasConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NegBiasConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidRequestError(f"unknown negbias config field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "negbias config")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

@@ -16,7 +16,7 @@ yes/no/true/false, or a repeated id is a ``DatasetFormatError`` naming the file 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -179,3 +179,13 @@ def answer_type(item: QAItem) -> str:
     if question.startswith("where"):
         return "place"
     return "other"
+
+
+def load_inputs(
+    qa: Sequence[str], yesno: Sequence[str], limit: int | None
+) -> tuple[list[str], list[QAItem], list[YesNoQuestion]]:
+    """(QA sources used, QA questions, native yes/no questions); no sources at all = the shipped facts."""
+    qa_sources = list(qa) or ([] if yesno else [str(shipped_facts())])
+    questions = [q for source in qa_sources for q in load_qa(source, limit=limit)]
+    native = [q for source in yesno for q in load_yesno(source, limit=limit)]
+    return qa_sources, questions, native
