@@ -33,3 +33,11 @@ class CacheCorruptError(BiasAuditError):
 
 class TooFewExamplesError(BiasAuditError, ValueError):
     """A concept (or the generic pool) has too few usable examples after filtering to fit a CAV."""
+
+
+class NotAVisionLanguageModelError(ModelNotFoundError, ValueError):
+    """A model that cannot take images (no image-text-to-text class, or its processor has no image processor)."""
+
+
+class ImageReadError(BiasAuditError, ValueError):
+    """An image file that is missing, truncated or not an image."""

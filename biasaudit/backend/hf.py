@@ -18,8 +18,6 @@ Speed without changing a number (each trick has an equivalence test):
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 
 from biasaudit.backend.batching import BatchPlanner, BatchSize
+from biasaudit.backend.fingerprint import weights_fingerprint
 from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult, Pooling, TokenStates
 from biasaudit.errors import InvalidRequestError, LabelCollisionError, LayerOutOfRangeError
 from biasaudit.progress import progress_bar
@@ -40,11 +39,6 @@ DEFAULT_MIN_REUSE_SAVING = 1024
 # Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
 # throughput stops growing long before memory runs out, so the start is modest.
 _AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
-# Config entries that say where or when a model was saved, not what it computes (fingerprint).
-# ``save_pretrained`` fills in architectures and dtype; the dtype that matters is hashed from the weights.
-_CONFIG_KEYS_NOT_HASHED = frozenset(
-    {"_name_or_path", "transformers_version", "_commit_hash", "architectures", "torch_dtype", "dtype"}
-)
 # Progress bars appear only for calls with at least this many items.
 _PROGRESS_MIN_ITEMS = 64
 
@@ -153,19 +147,8 @@ class HFBackend:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """Hash of the config and a sample of every weight tensor: two checkpoints of one architecture differ.
-
-        Sampling (first and last 64 values of each tensor, plus its sum) keeps this to milliseconds.
-        """
-        # Where the weights were loaded from is not part of what they are.
-        config = {k: v for k, v in self.model.config.to_dict().items() if k not in _CONFIG_KEYS_NOT_HASHED}
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-        with torch.inference_mode():
-            for pname, param in sorted(self.model.state_dict().items()):
-                flat = param.detach().reshape(-1).float().cpu()
-                digest.update(f"{pname}:{param.dtype}".encode())
-                digest.update(torch.cat([flat[:64], flat[-64:], flat.sum().reshape(1)]).numpy().tobytes())
-        return digest.hexdigest()[:16]
+        """Identifies the weights (see ``weights_fingerprint``)."""
+        return weights_fingerprint(self.model)
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -579,7 +562,7 @@ class HFBackend:
             )
             new = out[:, width:].cpu()
             for k, b in enumerate(batch):
-                outputs[b] = _cut_at(self.tokenizer.decode(new[k], skip_special_tokens=True), stops)
+                outputs[b] = cut_at_stops(self.tokenizer.decode(new[k], skip_special_tokens=True), stops)
 
         # Generation memory grows with the new tokens too, so they count towards the batch budget.
         lengths = [len(e) + max_new_tokens for e in encoded]
@@ -728,7 +711,7 @@ class HFBackend:
         return out
 
 
-def _cut_at(text: str, stops: Sequence[str]) -> str:
+def cut_at_stops(text: str, stops: Sequence[str]) -> str:
     """``text`` up to the first of ``stops`` (all of it when none occurs)."""
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
     return text[:cut]

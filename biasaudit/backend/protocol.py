@@ -128,3 +128,49 @@ class Backend(Protocol):
     def format_chat(self, prompt: str) -> str:
         """``prompt`` as a user turn in the model's chat template, ready for the assistant's answer."""
         ...
+
+
+@runtime_checkable
+class VisionBackend(Protocol):
+    """What an LVLM method may ask of an image+text model. ``VLMBackend`` is the reference implementation.
+
+    Images are PIL images or paths, one per question. An input kind is ``"image"`` (the real image) or a
+    reference mode that takes the image's information away (``none``, ``blank``, ``noise``, ``unk``).
+    """
+
+    name: str
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def label_log_probs_by_input(
+        self,
+        questions: Sequence[str],
+        labels: Sequence[str],
+        images: Sequence[Any] | None,
+        inputs: Sequence[str] = ("image", "none"),
+        *,
+        mode: LabelMode = "first_token",
+        length_normalize: bool = False,
+    ) -> dict[str, np.ndarray]:
+        """Raw label log-probs of every question under each input kind: {kind: (n_questions, n_labels)}."""
+        ...
+
+    def generate(
+        self,
+        questions: Sequence[str],
+        *,
+        images: Sequence[Any] | None = None,
+        reference: str | None = None,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        logits_processors: Sequence[Any] | None = None,
+        stop: Sequence[str] | None = None,
+        debias: Any | None = None,
+    ) -> list[str]:
+        """Answer each question with its image (or the ``reference`` input); ``debias`` is a
+        ``DebiasSamplingProcessor`` bound per batch to the same rows under its reference mode."""
+        ...

@@ -1,0 +1,1 @@
+"""Probes and audits for vision-language models (image + text)."""
