@@ -231,12 +231,14 @@ def calibrate(
 
 def _register_subcommands() -> None:
     from biasaudit.cli_concepts import concepts_app
+    from biasaudit.cli_lvlm import lvlm
     from biasaudit.cli_negbias import negbias_app
     from biasaudit.cli_sae import sae_app
 
     app.add_typer(concepts_app, name="concepts")
     app.add_typer(sae_app, name="sae")
     app.add_typer(negbias_app, name="negbias")
+    app.command("lvlm")(lvlm)
 
 
 _register_subcommands()

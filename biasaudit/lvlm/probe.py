@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
-from biasaudit.errors import BiasAuditError
+from biasaudit.backend.vlm_inputs import open_image
+from biasaudit.errors import ImageReadError
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "arrow")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -85,8 +86,8 @@ COOCCURRENCE: dict[str, dict[str, float]] = {
 }
 
 
-class ProbeImageError(BiasAuditError, ValueError):
-    """A saved probe image is missing, truncated or not an image."""
+class ProbeImageError(ImageReadError):
+    """A saved probe image is missing, truncated, not an image, or not the size its record says."""
 
 
 @dataclass(frozen=True)
@@ -378,11 +379,9 @@ def save_probe(items: list[ProbeItem], folder: Path) -> Path:
 
 def _load_image(path: Path, expected_size: list[int]) -> Image.Image:
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: Image.open is lazy and would accept a truncated file
-            image = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ProbeImageError(f"cannot read probe image {path}: {exc}") from exc
+        image = open_image(path)
+    except ImageReadError as exc:
+        raise ProbeImageError(f"cannot read probe image: {exc}") from exc
     if list(image.size) != expected_size:
         raise ProbeImageError(f"probe image {path} is {list(image.size)}, items.jsonl says {expected_size}")
     return image

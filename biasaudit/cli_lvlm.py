@@ -1,0 +1,106 @@
+"""``biasaudit lvlm``: how much a vision-language model's answers follow its language prior, and what
+post-hoc debias and debiased decoding change (registered in ``cli.py``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from biasaudit.cli_common import console, fail, parse_batch_size
+from biasaudit.errors import BiasAuditError
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def lvlm(
+    model: Annotated[str, typer.Argument(help="A local vision-language model folder or a hub id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
+    probe: Annotated[
+        str,
+        typer.Option(help="pope, pope-random, pope-popular, pope-adversarial, count, colour, or a saved probe folder."),
+    ] = "pope",
+    n: Annotated[int, typer.Option("--n", min=1, help="Questions to generate (ignored for a saved probe).")] = 300,
+    mitigations: Annotated[str, typer.Option(help="Comma-separated: none, posthoc, sampling, vcd.")] = (
+        "none,posthoc,sampling"
+    ),
+    references: Annotated[str, typer.Option(help="Reference inputs, comma-separated: none, blank, noise, unk.")] = (
+        "none"
+    ),
+    posthoc_mode: Annotated[
+        str, typer.Option("--posthoc-mode", help="per_question (the paper's) or dataset (one averaged prior).")
+    ] = "per_question",
+    alpha: Annotated[float, typer.Option(min=0.0, help="Debiased decoding strength α.")] = 1.0,
+    beta: Annotated[float, typer.Option(min=0.0, max=1.0, help="Adaptive plausibility cut β.")] = 0.1,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per generated answer.")] = 4,
+    image_size: Annotated[int, typer.Option("--image-size", min=64, help="Side of the drawn probe images.")] = 224,
+    seed: Annotated[int, typer.Option(help="Probe and bootstrap seed.")] = 0,
+    save_probe: Annotated[bool, typer.Option("--save-probe", help="Also save the probe's images under OUT/probe.")] = (
+        False
+    ),
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch or 'auto'.")] = "auto",
+    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Allow a hub model's own Python code to run.")
+    ] = False,
+) -> None:
+    """Measure MODEL's language prior on a procedural POPE-style probe, with and without each mitigation."""
+    from biasaudit.backend.vlm import VLMBackend
+    from biasaudit.jsonio import write_json_atomic
+    from biasaudit.lvlm import probe as probes
+    from biasaudit.lvlm.evaluate import LVLMEvaluator
+    from biasaudit.lvlm.report import render_html, render_markdown
+
+    try:
+        evaluator = LVLMEvaluator(
+            mitigations=_split(mitigations), references=_split(references), posthoc_mode=posthoc_mode,
+            alpha=alpha, beta=beta, max_new_tokens=max_new_tokens, seed=seed,
+        )  # fmt: skip
+        saved = Path(probe)
+        if saved.is_dir():
+            items = probes.load_probe(saved)
+        else:
+            items = probes.make_probe(probe, n, seed=seed, image_size=image_size)
+        backend = VLMBackend.from_spec(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+            batch_size=parse_batch_size(batch_size),
+        )  # fmt: skip
+        evaluator.fit(backend, items)
+    except (BiasAuditError, ValueError) as exc:
+        raise fail(exc) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    if save_probe:
+        probes.save_probe(items, out / "probe")
+    result = {
+        "model": backend.name,
+        "fingerprint": backend.fingerprint,
+        "probe": probe,
+        "n_items": len(items),
+        "seed": seed,
+        "image_size": image_size,
+        "text_only_supported": backend.text_only_supported,
+        **evaluator.to_dict(include_predictions=True),
+    }
+    write_json_atomic(out / "lvlm.json", result)
+    (out / "lvlm.md").write_text(render_markdown(result))
+    (out / "lvlm.html").write_text(render_html(result))
+    table = Table(title=f"language prior: {backend.name} ({len(items)} items)")
+    for column in ("method", "split", "accuracy", "95% CI", "F1", "yes-ratio", "parse failures"):
+        table.add_column(column)
+    for method, by_split in evaluator.results_.items():
+        for split, m in by_split.items():
+            ci = m.get("accuracy_ci")
+            table.add_row(
+                method, split, f"{m['accuracy']:.3f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "—",
+                f"{m['f1']:.3f}" if "f1" in m else "—",
+                f"{m['yes_ratio']:.2f}" if m.get("yes_ratio") is not None else "—",
+                f"{m['parse_failure_rate']:.2f}" if method in ("greedy", "sampling", "vcd") else "—",
+            )  # fmt: skip
+    console.print(table)
+    console.print(f"results: {os.path.abspath(out / 'lvlm.json')} (+ lvlm.md, lvlm.html)")
