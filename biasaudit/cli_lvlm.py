@@ -91,13 +91,13 @@ def lvlm(
     (out / "lvlm.md").write_text(render_markdown(result))
     (out / "lvlm.html").write_text(render_html(result))
     table = Table(title=f"language prior: {backend.name} ({len(items)} items)")
-    for column in ("method", "split", "accuracy", "95% CI", "F1", "yes-ratio", "parse failures"):
-        table.add_column(column)
+    for column in ("method", "split", "accuracy [95% CI]", "F1", "yes-ratio", "parse fail"):
+        table.add_column(column, no_wrap=True)
     for method, by_split in evaluator.results_.items():
         for split, m in by_split.items():
             ci = m.get("accuracy_ci")
             table.add_row(
-                method, split, f"{m['accuracy']:.3f}", f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "—",
+                method, split, f"{m['accuracy']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
                 f"{m['f1']:.3f}" if "f1" in m else "—",
                 f"{m['yes_ratio']:.2f}" if m.get("yes_ratio") is not None else "—",
                 f"{m['parse_failure_rate']:.2f}" if method in ("greedy", "sampling", "vcd") else "—",

@@ -62,7 +62,7 @@ def test_every_reference_mode_in_one_call(vlm):
 
 
 def test_batched_equals_one_at_a_time(vlm, tiny_vlm_dirs):
-    kinds = ("image", "none", "blank", "noise")
+    kinds = ("image", *REFERENCE_MODES)
     batched = vlm.label_log_probs_by_input(QUESTIONS, ["Yes", "No"], _images(), kinds)
     single = VLMBackend(vlm.model, vlm.processor, batch_size=1, progress=False)
     for kind in kinds:
