@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +186,10 @@ class VLMBackend:
             elif real is None:
                 image = None
             else:
+                # Noise seeded by the image itself: a question gets the same reference in any batch or call.
+                seed = self.seed + zlib.crc32(real.tobytes())
                 image = reference_image(
-                    real, kind, noise_step=self.noise_step, seed=self.seed + i, blank_fill=self.blank_fill
+                    real, kind, noise_step=self.noise_step, seed=seed, blank_fill=self.blank_fill
                 )
             rows.append(_Row(self.format_prompt(question, kind), image))
         return rows

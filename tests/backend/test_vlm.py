@@ -165,6 +165,13 @@ def test_image_paths_equal_images(vlm, tmp_path):
     )
 
 
+def test_noise_reference_does_not_depend_on_the_call(vlm):
+    images = _images()
+    alone = vlm._rows(QUESTIONS[2:], images[2:], "noise")[0].image
+    together = vlm._rows(QUESTIONS, images, "noise")[2].image
+    np.testing.assert_array_equal(np.asarray(alone), np.asarray(together))
+
+
 def test_reference_images_known_answers():
     image = Image.fromarray(np.full((8, 6, 3), 200, dtype=np.uint8))
     assert reference_image(image, "none") is None and reference_image(image, "unk") is None
