@@ -37,7 +37,7 @@ def lvlm(
     ] = "per_question",
     alpha: Annotated[float, typer.Option(min=0.0, help="Debiased decoding strength α.")] = 1.0,
     beta: Annotated[float, typer.Option(min=0.0, max=1.0, help="Adaptive plausibility cut β.")] = 0.1,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per generated answer.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per generated answer.")] = 8,
     image_size: Annotated[int, typer.Option("--image-size", min=64, help="Side of the drawn probe images.")] = 224,
     seed: Annotated[int, typer.Option(help="Probe and bootstrap seed.")] = 0,
     save_probe: Annotated[bool, typer.Option("--save-probe", help="Also save the probe's images under OUT/probe.")] = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ class LVLMEvalConfig:
     posthoc_mode: str = "per_question"
     alpha: float = 1.0
     beta: float = 0.1
-    max_new_tokens: int = 4
+    max_new_tokens: int = 8
     n_bootstrap: int = 1000
     seed: int = 0
 
@@ -84,17 +85,24 @@ class LVLMEvalConfig:
 
 
 def parse_answer(text: str, labels: Sequence[str]) -> int | None:
-    """Index of the label ``text`` starts with (case-insensitive, as a whole word), or None.
+    """Index of the label a generated reply gives, or None when it gives none (or several).
 
-    Accepts "Yes.", " yes, there is", "(B)", "B. 3"; the longest matching label wins, so "No" is not read
-    from "None" and a label that is a prefix of another does not steal its matches.
+    First the reply's start, case-insensitive and as a whole word ("Yes.", " yes, there is", "(B)",
+    "B. 3"); the longest matching label wins, so "No" is not read from "None". Failing that, a reply that
+    names exactly one label of two or more characters as a whole word ("The answer is no.") gives that
+    label; one-letter labels are not searched for inside a sentence, where "a" is an article.
     """
     t = text.strip().lstrip("(\"'*[ ").lower()
     for k in sorted(range(len(labels)), key=lambda i: -len(labels[i])):
         label = labels[k].strip().lower()
         if label and t.startswith(label) and (len(t) == len(label) or not t[len(label)].isalnum()):
             return k
-    return None
+    named = [
+        k
+        for k, label in enumerate(labels)
+        if len(label.strip()) > 1 and re.search(rf"(?<![\w]){re.escape(label.strip().lower())}(?![\w])", t)
+    ]
+    return named[0] if len(named) == 1 else None
 
 
 def answer_metrics(

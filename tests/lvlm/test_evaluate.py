@@ -34,6 +34,11 @@ def test_parse_answer_known_answers():
     assert parse_answer("Apples", ["A", "B"]) is None
     assert parse_answer("red apple", ["red", "red apple"]) == 1  # the longer label wins
     assert parse_answer("", ["Yes", "No"]) is None
+    assert parse_answer("The answer is no.", ["Yes", "No"]) == 1  # one label named in the reply
+    assert parse_answer("Yes or no? Hard to say", ["Yes", "No"]) == 0  # the start decides first
+    assert parse_answer("I cannot say yes or no", ["Yes", "No"]) is None  # both named: no answer
+    assert parse_answer("Nothing known", ["Yes", "No"]) is None  # not a whole word
+    assert parse_answer("There is a square", ["A", "B", "C", "D"]) is None  # "a" is an article here
 
 
 def test_answer_metrics_known_answers():
@@ -67,7 +72,7 @@ def test_evaluator_matches_its_parts(llava):
     assert ev.results_["posthoc"]["all"]["accuracy"] == pytest.approx(float(np.mean(picks == gold)))
     assert [p["posthoc"] for p in ev.predictions_] == [["Yes", "No"][k] for k in picks]
     # sampling is the backend's debiased generation, parsed.
-    texts = llava.generate(questions, images=images, max_new_tokens=4, debias=DebiasSamplingProcessor())
+    texts = llava.generate(questions, images=images, max_new_tokens=8, debias=DebiasSamplingProcessor())
     assert [p["sampling_text"] for p in ev.predictions_] == texts
 
 
