@@ -92,11 +92,16 @@ class Backend(Protocol):
         logits_processors: Sequence[Any] | None = None,
         apply_chat_template: bool = False,
         stop: Sequence[str] | None = None,
+        num_return_sequences: int = 1,
     ) -> list[str]:
         """Continue each prompt; returns only the newly generated text.
 
         ``stop``: strings that end a row's generation; the text is cut before the first one. A batch
-        ends when every row has stopped, so short answers do not pay for ``max_new_tokens``."""
+        ends when every row has stopped, so short answers do not pay for ``max_new_tokens``.
+        ``num_return_sequences``: continuations per prompt (k samples of one question): the result has
+        ``len(prompts) * k`` texts, prompt i's at ``[i * k : (i + 1) * k]``: like passing each prompt k
+        times in a row (the same distribution; a seed may give other samples), but a backend may encode
+        the prompt once for all its copies."""
         ...
 
     def hidden_states(

@@ -188,9 +188,7 @@ class VLMBackend:
             else:
                 # Noise seeded by the image itself: a question gets the same reference in any batch or call.
                 seed = self.seed + zlib.crc32(real.tobytes())
-                image = reference_image(
-                    real, kind, noise_step=self.noise_step, seed=seed, blank_fill=self.blank_fill
-                )
+                image = reference_image(real, kind, noise_step=self.noise_step, seed=seed, blank_fill=self.blank_fill)
             rows.append(_Row(self.format_prompt(question, kind), image))
         return rows
 

@@ -8,7 +8,9 @@ METHODS.md §4 (thresholds ours; Song et al. 2025 split their sets the same thre
 * **insufficient** -- everything else: samples disagree, the answer is empty, or generation failed.
 
 Generation runs in chunks, one batched call for the greedy answers and one for all k samples of the
-chunk. A chunk whose call raises is retried once; if it fails again its questions are counted as
+chunk (``num_return_sequences=k``, so a backend can encode each prompt once for its k samples). Greedy
+and sampled answers are read the same way: generation stops at the end of the line, with the same
+token limit. A chunk whose call raises is retried once; if it fails again its questions are counted as
 ``insufficient`` with the error as the reason -- never dropped.
 """
 
@@ -182,13 +184,15 @@ class KnowledgeProber:
         for _attempt in range(2):
             try:
                 greedy = backend.generate(prompts, max_new_tokens=max_new_tokens, stop=ANSWER_STOP)
-                repeated = [p for p in prompts for _ in range(self.k)]
+                # k continuations per prompt, grouped per prompt: the backend may encode each prompt once.
                 sampled = backend.generate(
-                    repeated,
-                    max_new_tokens=self.max_new_tokens,
+                    prompts,
+                    max_new_tokens=max_new_tokens,
                     do_sample=True,
                     temperature=self.temperature,
                     seed=seed,
+                    stop=ANSWER_STOP,
+                    num_return_sequences=self.k,
                 )
             except Exception as exc:  # a backend error of any kind: retried once, then recorded
                 error = f"{type(exc).__name__}: {exc}"

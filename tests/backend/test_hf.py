@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -270,6 +273,164 @@ def test_sampling_is_reproducible_with_a_seed(tiny_backend):
     assert tiny_backend.generate(["Once upon"], **kwargs) == tiny_backend.generate(["Once upon"], **kwargs)
 
 
+# ----------------------------------------------------------------- generation: shared header, k copies
+QA_HEADER = (
+    "Answer each question with a short phrase.\n\n"
+    "Q: Which metal has the chemical symbol Sn?\nA: Tin\n\n"
+    "Q: Who composed the opera The Magic Flute?\nA: Wolfgang Amadeus Mozart\n\n"
+)
+QA_PROMPTS = [
+    f"{QA_HEADER}Q: {q}\nA:"
+    for q in ["Who wrote Hamlet?", "What is the capital of a small country far to the south of here?", "Why?"]
+]
+
+
+def transformers_greedy(backend: HFBackend, prompt: str, max_new_tokens: int, stop: list[str] | None = None) -> str:
+    """The reference: transformers' own greedy ``generate`` on the prompt alone (no padding, no cache
+    tricks, no segments), cut at the first stop string."""
+    from biasaudit.backend.hf import cut_at_stops
+
+    ids = torch.tensor([backend.tokenizer(prompt, add_special_tokens=False).input_ids])
+    kwargs = {"stop_strings": stop, "tokenizer": backend.tokenizer} if stop else {}
+    with torch.inference_mode():
+        out = backend.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
+            top_k=None, temperature=None, top_p=None, pad_token_id=backend._pad_id(), **kwargs,
+        )  # fmt: skip
+    return cut_at_stops(backend.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True), stop or [])
+
+
+@contextmanager
+def counting_body_tokens(backend: HFBackend) -> Iterator[list[int]]:
+    """Record how many tokens (padding included) each forward of the decoder body runs, generation's
+    steps included; the hook sits on the (shared) model, so it comes off on exit."""
+    counts: list[int] = []
+
+    def hook(_module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        counts.append(int(ids.numel()))
+
+    handle = backend._body.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield counts
+    finally:
+        handle.remove()
+
+
+def test_generate_shares_the_header_and_equals_transformers_generate(tiny_model, tokenizer):
+    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=0)
+    prompts = [*QA_PROMPTS, "Hi"]  # "Hi" shares nothing: it runs on its own
+    got = backend.generate(prompts, max_new_tokens=8)
+    assert got == [transformers_greedy(backend, p, 8) for p in prompts]
+    (header,) = backend._prefix_cache  # the header was encoded once, as a prefix
+    assert tokenizer.decode(list(header)).startswith(QA_HEADER.rstrip())
+    # A second call (the sampled answers after the greedy ones) reuses the cached header.
+    assert backend.generate(prompts, max_new_tokens=8, stop=["\n"]) == [t.split("\n")[0] for t in got]
+    assert len(backend._prefix_cache) == 1
+
+
+@pytest.mark.parametrize("share_header", [True, False])
+def test_num_return_sequences_greedy_gives_each_prompts_answer_k_times_in_order(tiny_model, tokenizer, share_header):
+    saving = 0 if share_header else 10**9
+    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=saving)
+    prompts = [*QA_PROMPTS, "Hi", "The weather today is"]
+    single = [transformers_greedy(backend, p, 6) for p in prompts]
+    assert len(set(single)) == len(prompts)  # distinct answers, so a mix-up would show
+    got = backend.generate(prompts, max_new_tokens=6, num_return_sequences=3)
+    assert got == [s for s in single for _ in range(3)]
+    assert plain(backend).generate(prompts, max_new_tokens=6, num_return_sequences=3) == got
+
+
+def first_step_scores(backend: HFBackend, prompts: list[str], k: int) -> dict[tuple[int, ...], list[torch.Tensor]]:
+    """{prompt tokens: first-step scores of each of its k rows}, captured by a LogitsProcessor."""
+    from transformers import LogitsProcessor
+
+    pad = backend._pad_id()
+    seen: dict[tuple[int, ...], list[torch.Tensor]] = {}
+
+    class Capture(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            for row, row_scores in zip(input_ids, scores, strict=True):
+                seen.setdefault(tuple(t for t in row.tolist() if t != pad), []).append(row_scores.clone())
+            return scores
+
+    # One new token: the processor sees only the first step, whose input is the prompt itself.
+    backend.generate(prompts, max_new_tokens=1, num_return_sequences=k, logits_processors=[Capture()])
+    return seen
+
+
+@pytest.mark.parametrize("share_header", [True, False])
+def test_expanded_prompt_cache_gives_the_logits_of_recomputed_prompts(tiny_model, tokenizer, share_header):
+    saving = 0 if share_header else 10**9
+    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=saving)
+    prompts = [*QA_PROMPTS, "Hi", "The weather today is"]
+    with counting_body_tokens(backend) as shared_counts:
+        shared = first_step_scores(backend, prompts, k=4)
+    with counting_body_tokens(backend) as recompute_counts:
+        recomputed = first_step_scores(plain(backend, batch_size="auto"), prompts, k=4)
+    assert set(shared) == set(recomputed) == {tuple(backend._encode_many([p])[0]) for p in prompts}
+    for key, rows in recomputed.items():
+        assert len(rows) == len(shared[key]) == 4
+        for a, b in zip(shared[key], rows, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    # Each prompt ran once (plus its last token per copy), not four times.
+    assert sum(shared_counts) < sum(recompute_counts) / 2
+
+
+def test_sampled_copies_are_reproducible_with_a_seed_and_differ_from_each_other(tiny_backend):
+    kwargs = {"max_new_tokens": 8, "do_sample": True, "temperature": 1.0, "num_return_sequences": 4}
+    first = tiny_backend.generate(QA_PROMPTS, seed=3, **kwargs)
+    assert len(first) == len(QA_PROMPTS) * 4
+    assert tiny_backend.generate(QA_PROMPTS, seed=3, **kwargs) == first
+    assert tiny_backend.generate(QA_PROMPTS, seed=4, **kwargs) != first
+    assert all(len(set(first[i * 4 : (i + 1) * 4])) > 1 for i in range(len(QA_PROMPTS)))  # copies sample apart
+
+
+def test_finished_rows_leave_the_batch_without_changing_any_answer(tiny_model, tokenizer):
+    backend = HFBackend(tiny_model, tokenizer, progress=False, prefix_reuse=False)
+    prompts = [*QA_PROMPTS, "Hi", "The weather today is", "Once upon a time"]
+    full = [transformers_greedy(backend, p, 12) for p in prompts]
+    # Each row's stop string is one of its own tokens, at a different place in each row.
+    tokens = [tokenizer(text, add_special_tokens=False).input_ids for text in full]
+    stops = [tokenizer.decode([ids[r + 1]]) for r, ids in enumerate(tokens)]
+    expected = [transformers_greedy(backend, p, 12, stops) for p in prompts]
+    lengths = [len(tokenizer(text, add_special_tokens=False).input_ids) for text in expected]
+    assert min(lengths) < 2 < max(lengths)  # some rows finish in the first segment, some run on
+    rows_per_step: list[int] = []
+    hook = backend._body.register_forward_pre_hook(
+        lambda _m, _a, kwargs: rows_per_step.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        got = backend.generate(prompts, max_new_tokens=12, stop=stops)
+    finally:
+        hook.remove()
+    assert got == expected
+    assert rows_per_step[0] == len(prompts) and rows_per_step[-1] < len(prompts)  # the batch shrank
+
+
+def test_num_return_sequences_stops_at_stop_strings(tiny_backend):
+    from transformers import LogitsProcessor
+
+    banana, dot = (tiny_backend.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" banana", "."))
+
+    class Script(LogitsProcessor):
+        """ " banana" twice, then "." -- and counts the decoding steps."""
+
+        steps = 0
+
+        def __call__(self, input_ids, scores):
+            Script.steps += 1
+            out = torch.full_like(scores, -float("inf"))
+            out[:, banana if Script.steps <= 2 else dot] = 0.0
+            return out
+
+    out = tiny_backend.generate(
+        QA_PROMPTS[:2], max_new_tokens=20, logits_processors=[Script()], stop=["."], num_return_sequences=3
+    )
+    assert out == [" banana banana"] * 6
+    assert Script.steps == 3  # one batch, ended when all six rows had produced the stop string
+
+
 @pytest.mark.parametrize(
     ("call", "error"),
     [
@@ -289,6 +450,10 @@ def test_sampling_is_reproducible_with_a_seed(tiny_backend):
         (lambda b: b.hidden_states(["text"], [1], pooling="max"), InvalidRequestError),
         (lambda b: b.generate([], max_new_tokens=2), InvalidRequestError),
         (lambda b: b.generate(["x"], max_new_tokens=0), InvalidRequestError),
+        (lambda b: b.generate(["x"], num_return_sequences=0), InvalidRequestError),
+        (lambda b: b.generate(["x"], num_return_sequences=-2), InvalidRequestError),
+        (lambda b: b.generate(["x"], num_return_sequences=2.0), InvalidRequestError),
+        (lambda b: b.generate(["x"], num_return_sequences=True), InvalidRequestError),
     ],
 )
 def test_bad_requests_raise_typed_errors(tiny_backend, call, error):

@@ -10,7 +10,7 @@ from biasaudit.calibration.tasks import DatasetFormatError
 from biasaudit.errors import InvalidRequestError
 from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
 from biasaudit.negbias.items import QAItem, YesNoQuestion, load_items, save_items
-from biasaudit.negbias.knowledge import KnowledgeProber, assign_subset, first_line
+from biasaudit.negbias.knowledge import YESNO_MAX_NEW_TOKENS, KnowledgeProber, assign_subset, first_line
 from biasaudit.negbias.matching import answers_match, normalize_answer, token_f1
 from biasaudit.negbias.sources import answer_type, load_qa, load_yesno, shipped_facts
 
@@ -28,11 +28,13 @@ class ScriptedBackend:
         return prompt.rsplit("Q: ", 1)[1].split("\nA:")[0]
 
     def generate(self, prompts, *, max_new_tokens=64, do_sample=False, temperature=1.0, top_p=1.0, seed=None,
-                 logits_processors=None, apply_chat_template=False, stop=None):  # fmt: skip
-        self.calls.append({"n": len(prompts), "do_sample": do_sample, "seed": seed, "stop": stop})
+                 logits_processors=None, apply_chat_template=False, stop=None, num_return_sequences=1):  # fmt: skip
+        self.calls.append({"n": len(prompts), "do_sample": do_sample, "seed": seed, "stop": stop,
+                           "k": num_return_sequences, "max_new_tokens": max_new_tokens})  # fmt: skip
         if self.fail > 0:
             self.fail -= 1
             raise RuntimeError("device lost")
+        prompts = [p for p in prompts for _ in range(num_return_sequences)]
         if not do_sample:
             return [f" {self.script[self._question(p)][0]}\nQ: next" for p in prompts]
         handed: dict[str, int] = {}
@@ -97,8 +99,10 @@ def test_builder_gives_balanced_items_with_provenance(tmp_path):
         assert counts["n_yes"] == counts["n_no"], subset
     assert by_id["lima:no"].probe["samples"] == SCRIPT["What is the capital of Peru?"][1]
     assert by_id["lima:no"].seed == 3 and by_id["lima:no"].source == "t:3"
-    # One greedy and one sampling call for the chunk, k samples per question, seeded.
-    assert [c["n"] for c in backend.calls] == [4, 20] and backend.calls[1]["seed"] == 3
+    # One greedy and one sampling call for the chunk, k samples per question (asked for, not repeated
+    # prompts, so the backend can encode each prompt once), seeded; both stop at the end of the line.
+    assert [(c["n"], c["k"]) for c in backend.calls] == [(4, 1), (4, 5)] and backend.calls[1]["seed"] == 3
+    assert [c["stop"] for c in backend.calls] == [["\n"], ["\n"]]
     path = save_items(builder.items_, tmp_path / "set.jsonl")
     assert [i.to_dict() for i in load_items(path)] == [i.to_dict() for i in builder.items_]
 
@@ -128,7 +132,10 @@ def test_native_yesno_questions_are_balanced_per_subset():
     questions = [YesNoQuestion(f"q{i}", f"Is thing {i} true?", answer, f"b:{i}") for i, answer in
                  enumerate([True, True, True, False, True, False])]  # fmt: skip
     script = {q.question: ("yes", ["yes"] * 5) for q in questions}
-    builder = NegBiasSetBuilder(NegBiasSetConfig(seed=1), progress=False).fit(ScriptedBackend(script), yesno=questions)
+    backend = ScriptedBackend(script)
+    builder = NegBiasSetBuilder(NegBiasSetConfig(seed=1), progress=False).fit(backend, yesno=questions)
+    # Greedy and sampled answers get the same short yes/no token limit.
+    assert [c["max_new_tokens"] for c in backend.calls] == [YESNO_MAX_NEW_TOKENS] * 2
     # Always "yes": gold-yes questions are known, gold-no ones consistently wrong.
     assert {q: p.subset for q, p in builder.probes_.items()} == {
         "q0": "correct", "q1": "correct", "q2": "correct", "q3": "incorrect", "q4": "correct", "q5": "incorrect"
