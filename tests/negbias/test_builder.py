@@ -209,7 +209,7 @@ def test_default_model_yields_all_three_subsets_on_the_shipped_facts(default_mod
     from biasaudit.backend.hf import HFBackend
 
     backend = HFBackend.from_spec("default")
-    # 48 questions spread over the five answer types: about 2.5 min on 2 CPU cores.
+    # 48 questions spread over the five answer types: about 30 s on 2 CPU cores.
     builder = NegBiasSetBuilder(progress=False).fit(backend, qa=load_qa(shipped_facts(), limit=48))
     summary = builder.summary_["subsets"]
     for subset in ("correct", "incorrect", "insufficient"):
