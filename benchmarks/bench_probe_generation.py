@@ -12,12 +12,12 @@ of ``KnowledgeProber.probe_qa`` at six stages, each adding one change to the one
 * **prompt** -- ``generate(..., num_return_sequences=k)`` with KV sharing: each prompt is encoded once
   and its cache repeated k times (header sharing kept off with an unreachable ``min_reuse_saving``).
 * **header** -- also the few-shot header encoded once per call.
-* **compact** -- rows that have finished leave their batch every few tokens (``hf._COMPACT_EVERY``),
+* **compact** -- rows that have finished leave their batch every few tokens (``hf_generation._COMPACT_EVERY``),
   so a batch of short answers no longer runs as long as its longest one.
-* **batch** -- generation batches under the larger CPU budget (``hf._AUTO_GENERATE_BUDGET``): the
+* **batch** -- generation batches under the larger CPU budget (``hf_generation.AUTO_GENERATE_BUDGET``): the
   backend's defaults, i.e. what ``KnowledgeProber`` on ``HFBackend`` does now.
 
-Stages before "compact" turn compaction off (``hf._COMPACT_EVERY`` set past ``max_new_tokens``), and
+Stages before "compact" turn compaction off (``hf_generation._COMPACT_EVERY`` set past ``max_new_tokens``), and
 stages before "batch" plan generation with the scoring budget (``backend.generation_planner``), so
 "old" runs generation as it was.
 
@@ -55,7 +55,7 @@ from machine import machine_info  # benchmarks/machine.py (scripts run from benc
 from rich.console import Console
 from rich.table import Table
 
-from biasaudit.backend import hf
+from biasaudit.backend import hf, hf_generation
 from biasaudit.backend.batching import BatchPlanner
 from biasaudit.backend.hf import DEFAULT_MIN_REUSE_SAVING, HFBackend, cut_at_stops
 from biasaudit.jsonio import write_json_atomic
@@ -69,8 +69,8 @@ DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "probe_generation.json"
 NO_HEADER_SHARING = 10**12
 NO_COMPACTION = 10**6
 OLD_BUDGET = hf._AUTO_BUDGET["cpu"]
-NEW_BUDGET = hf._AUTO_GENERATE_BUDGET["cpu"]
-COMPACT_EVERY = hf._COMPACT_EVERY
+NEW_BUDGET = hf_generation.AUTO_GENERATE_BUDGET["cpu"]
+COMPACT_EVERY = hf_generation._COMPACT_EVERY
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Stage:
     legacy: bool = False
     prefix_reuse: bool = True
     min_reuse_saving: int = DEFAULT_MIN_REUSE_SAVING
-    compact_every: int = hf._COMPACT_EVERY
+    compact_every: int = hf_generation._COMPACT_EVERY
     generation_budget: int = NEW_BUDGET
     seed_offset: int = 0
 
@@ -144,7 +144,7 @@ def run_stage(
     backend: HFBackend, items: list[QAItem], stage: Stage, seed: int
 ) -> tuple[list[KnowledgeProbe], TimedBackend, float]:
     backend.prefix_reuse, backend.min_reuse_saving = stage.prefix_reuse, stage.min_reuse_saving
-    hf._COMPACT_EVERY = stage.compact_every
+    hf_generation._COMPACT_EVERY = stage.compact_every
     backend.generation_planner = BatchPlanner("auto", stage.generation_budget)
     backend._prefix_cache.clear()  # every stage starts cold
     prober_cls = LegacyKnowledgeProber if stage.legacy else KnowledgeProber

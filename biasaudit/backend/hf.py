@@ -22,13 +22,16 @@ Speed without changing a number (each trick has an equivalence test):
 * **Length-sorted batching** under a token budget, automatic batch size with halve-and-retry on OOM,
   right padding for scoring (attention mask + positions make padded rows equal unpadded ones) and left
   padding for generation; everything under ``torch.inference_mode``.
+
+Generation lives in ``hf_generation.py`` and hidden-state extraction in ``hf_states.py`` (mixins of
+``HFBackend``); ``kv_cache.py`` holds the cache plumbing both scoring and generation reuse.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +40,11 @@ import torch
 
 from biasaudit.backend.batching import BatchPlanner, BatchSize
 from biasaudit.backend.fingerprint import weights_fingerprint
-from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult, Pooling, TokenStates
-from biasaudit.errors import InvalidRequestError, LabelCollisionError, LayerOutOfRangeError
+from biasaudit.backend.hf_generation import AUTO_GENERATE_BUDGET, GenerationMixin, cut_at_stops
+from biasaudit.backend.hf_states import HiddenStatesMixin
+from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
+from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult
+from biasaudit.errors import InvalidRequestError, LabelCollisionError
 from biasaudit.progress import progress_bar
 
 # Below this many tokens a shared prefix is not worth a separate forward pass.
@@ -48,16 +54,8 @@ DEFAULT_MIN_REUSE_SAVING = 1024
 # Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
 # throughput stops growing long before memory runs out, so the start is modest.
 _AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
-# Generation's budget (rows x (prompt + new tokens)). A decoding step runs one token per row, and on a
-# CPU reading the weights dominates until the batch is large: SmolLM2-135M, 2 cores, ~86-token rows,
-# one step took 0.42 s for 45 rows, 0.69 s for 160 and 1.24 s for 320 (9.4, 4.3, 3.9 ms per row), so
-# rows up to ~16k tokens' worth are nearly free; the KV cache of such a batch is ~0.6 GB here.
-_AUTO_GENERATE_BUDGET = {"cpu": 16384, "accelerator": 65536}
 # Progress bars appear only for calls with at least this many items.
-_PROGRESS_MIN_ITEMS = 64
-# Generation drops finished rows from a batch after this many new tokens, then after segments growing
-# with the answer (see ``HFBackend._decode``). 2 beat 1 and 4 on the knowledge probe's short answers.
-_COMPACT_EVERY = 2
+PROGRESS_MIN_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -85,10 +83,6 @@ class _Row:
     reads: dict[tuple[int, int], int]
 
 
-class _StopForward(Exception):
-    """Raised by a hook once the deepest requested layer has run: the rest of the model is skipped."""
-
-
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -97,7 +91,7 @@ def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-class HFBackend:
+class HFBackend(GenerationMixin, HiddenStatesMixin):
     """Batched inference on a transformers causal LM (see the module docstring for what is fast).
 
     Parameters
@@ -108,7 +102,7 @@ class HFBackend:
         ``"auto"`` (token budget found by halving on OOM) or a maximum number of rows per batch.
     max_batch_tokens:
         Padded tokens per batch (prompt + new tokens per row in generation); defaults depend on the
-        device, and on a CPU generation gets a larger one (see ``_AUTO_GENERATE_BUDGET``).
+        device, and on a CPU generation gets a larger one (see ``AUTO_GENERATE_BUDGET``).
     prefix_reuse:
         Encode shared prompt prefixes once and reuse their KV cache.
     min_prefix_tokens:
@@ -147,10 +141,10 @@ class HFBackend:
         self.hidden_size: int = int(cfg.hidden_size)
         kind = "cpu" if self.device.type == "cpu" else "accelerator"
         scoring_tokens = _AUTO_BUDGET[kind] if max_batch_tokens is None else max_batch_tokens
-        generation_tokens = _AUTO_GENERATE_BUDGET[kind] if max_batch_tokens is None else max_batch_tokens
+        generation_tokens = AUTO_GENERATE_BUDGET[kind] if max_batch_tokens is None else max_batch_tokens
         self.planner = BatchPlanner(batch_size, scoring_tokens)
         # Generation batches are planned apart: a decoding step's cost grows slower with rows (see
-        # ``_AUTO_GENERATE_BUDGET``), and halving one budget on OOM says little about the other.
+        # ``AUTO_GENERATE_BUDGET``), and halving one budget on OOM says little about the other.
         self.generation_planner = BatchPlanner(batch_size, generation_tokens)
         self.min_prefix_tokens = min_prefix_tokens
         self.min_reuse_saving = min_reuse_saving
@@ -286,7 +280,7 @@ class HFBackend:
         n_reads = sum(len(r.reads) for r in rows)
         read_lp = np.zeros(n_reads, dtype=np.float64)
         read_greedy = np.zeros(n_reads, dtype=bool)
-        enabled = self.progress and len(rows) >= _PROGRESS_MIN_ITEMS
+        enabled = self.progress and len(rows) >= PROGRESS_MIN_ITEMS
         with torch.inference_mode(), progress_bar("scoring", len(rows), enabled=enabled) as advance:
             for prefix_len, members in self._group_by_prefix(rows):
                 self._run_group([rows[m] for m in members], prefix_len, read_lp, read_greedy, advance)
@@ -397,7 +391,7 @@ class HFBackend:
             mask = suffix_mask
             if prefix_len:
                 mask = torch.cat([torch.ones_like(ids[:, :1]).expand(-1, prefix_len), suffix_mask], dim=1)
-                kwargs[self._cache_kwarg] = _broadcast_cache(prefix_kv, len(batch_rows), self.model.config)
+                kwargs[self._cache_kwarg] = broadcast_cache(prefix_kv, len(batch_rows), self.model.config)
                 kwargs["position_ids"] = torch.arange(
                     prefix_len, prefix_len + ids.shape[1], device=self.device
                 ).unsqueeze(0)
@@ -452,7 +446,7 @@ class HFBackend:
             return best_len, states[:best_len], [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in kv]
         ids = torch.tensor([tokens], device=self.device)
         out = self._forward_states(ids, torch.ones_like(ids), use_cache=True)
-        states, kv = self._states(out)[0], _cache_tensors(_output_cache(out))
+        states, kv = self._states(out)[0], cache_tensors(output_cache(out))
         if self.prefix_cache_size > 0:
             self._prefix_cache[tokens] = (states, kv)
             while len(self._prefix_cache) > self.prefix_cache_size:
@@ -538,411 +532,5 @@ class HFBackend:
         values = np.array([lps.sum() / (len(lps) if length_normalize else 1) for lps, _ in scored], dtype=np.float64)
         return values.reshape(len(prompts), n_labels)
 
-    def generate(
-        self,
-        prompts: Sequence[str],
-        *,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        logits_processors: Sequence[Any] | None = None,
-        apply_chat_template: bool = False,
-        stop: Sequence[str] | None = None,
-        num_return_sequences: int = 1,
-    ) -> list[str]:
-        from transformers import LogitsProcessorList
 
-        if len(prompts) == 0:
-            raise InvalidRequestError("generate got no prompts")
-        if max_new_tokens < 1:
-            raise InvalidRequestError("max_new_tokens must be at least 1")
-        if do_sample and temperature <= 0:
-            raise InvalidRequestError("temperature must be positive when sampling")
-        if (
-            isinstance(num_return_sequences, bool)
-            or not isinstance(num_return_sequences, int | np.integer)
-            or num_return_sequences < 1
-        ):
-            raise InvalidRequestError(
-                f"num_return_sequences must be a positive integer (continuations per prompt), "
-                f"not {num_return_sequences!r}"
-            )
-        texts = [self.format_chat(p) if apply_chat_template else p for p in prompts]
-        encoded = [ids or [self._prefix_token_id] for ids in self._encode_many(texts)]
-        copies = int(num_return_sequences)
-        if not self.prefix_reuse and copies > 1:
-            # No KV sharing: every copy is a row of its own (what transformers' num_return_sequences does).
-            encoded = [ids for ids in encoded for _ in range(copies)]
-            copies = 1
-        outputs: list[str] = [""] * (len(encoded) * copies)
-        if seed is not None:
-            torch.manual_seed(seed)
-        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": None, "top_p": None}
-        stops = [s for s in (stop or []) if s]
-        options: dict[str, Any] = {
-            "do_sample": do_sample,
-            "top_k": None,
-            "pad_token_id": self._pad_id(),
-            "logits_processor": LogitsProcessorList(list(logits_processors or [])),
-            **sampling,
-        }
-        # Sorted prompts put the ones sharing a header next to each other (see ``_group_by_prefix``);
-        # without reuse the order stays as given, so batches (and a seed's samples) are what they were.
-        order = list(range(len(encoded)))
-        if self.prefix_reuse:
-            order.sort(key=lambda i: encoded[i])
-        rows = [_Row(tuple(encoded[i]), {}) for i in order]
-        with (
-            torch.inference_mode(),
-            progress_bar(
-                "generating", len(encoded), enabled=self.progress and len(prompts) >= _PROGRESS_MIN_ITEMS // 4
-            ) as advance,
-        ):
-            for prefix_len, members in self._group_by_prefix(rows):
-                index = [order[m] for m in members]
-                texts_out = self._generate_group(
-                    [encoded[i] for i in index], prefix_len, copies, max_new_tokens, stops, options, advance
-                )
-                for j, i in enumerate(index):
-                    outputs[i * copies : (i + 1) * copies] = [cut_at_stops(t, stops) for t in texts_out[j]]
-        return outputs
-
-    def _generate_group(
-        self,
-        seqs: list[list[int]],
-        prefix_len: int,
-        copies: int,
-        max_new_tokens: int,
-        stops: list[str],
-        options: dict[str, Any],
-        advance: Callable[[int], None],
-    ) -> list[list[str]]:
-        """``copies`` continuations of each of ``seqs``, whose first ``prefix_len`` tokens are shared.
-
-        Rows are left padded after the shared prefix ([prefix | padding | own tokens]); the attention
-        mask hides the padding and transformers derives positions from the mask, so a row computes
-        what it would alone.
-        """
-        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        if prefix_len:
-            prefix_len, _, prefix_kv = self._encoded_prefix(tuple(seqs[0][:prefix_len]))
-        prefix_ids = torch.tensor([seqs[0][:prefix_len]], dtype=torch.long, device=self.device)
-        outputs: list[list[str]] = [[] for _ in seqs]
-
-        def run(batch: np.ndarray) -> None:
-            own_ids, own_mask = self._left_padded([seqs[b][prefix_len:] for b in batch])
-            cache = self._prompt_cache(own_ids, own_mask, prefix_kv, copies)
-            n = len(batch)
-            ids = torch.cat([prefix_ids.expand(n, -1), own_ids], dim=1)
-            mask = torch.cat([torch.ones_like(ids[:, :prefix_len]), own_mask], dim=1)
-            if copies > 1:
-                ids, mask = ids.repeat_interleave(copies, dim=0), mask.repeat_interleave(copies, dim=0)
-            new = self._decode(ids, mask, cache, max_new_tokens, stops, options)
-            for j, b in enumerate(batch):
-                rows = new[j * copies : (j + 1) * copies]
-                outputs[b] = [self.tokenizer.decode(row, skip_special_tokens=True) for row in rows]
-
-        # Generation memory grows with the new tokens too, so they count towards the batch budget, and
-        # each prompt brings ``copies`` rows.
-        lengths = [(len(s) + max_new_tokens) * copies for s in seqs]
-        self.generation_planner.run(lengths, run, advance)
-        return outputs
-
-    def _decode(
-        self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        cache: Any,
-        max_new_tokens: int,
-        stops: list[str],
-        options: dict[str, Any],
-    ) -> list[list[int]]:
-        """New token ids of each row of a batch (ids, mask: (rows, width), left padded), via ``model.generate``.
-
-        Generation runs in segments; after each, the rows that have finished (a stop string or EOS,
-        as transformers decides) leave the batch with their rows of the KV cache, and the rest
-        continue where they were. Without that a batch of short answers runs until its longest is
-        done, and on a CPU a decoding step costs nearly as much for a few rows as for all of them.
-        Segments are ``_COMPACT_EVERY`` tokens, or half the tokens generated so far when that is
-        more, so a long generation restarts only O(log n) times. With logits processors the batch
-        stays whole, in one call: a processor may keep state per row or per call.
-        """
-        from transformers import StoppingCriteriaList
-
-        rows_done = _RowsDone(self._stop_criteria(tuple(stops)), self.model.generation_config.eos_token_id)
-        whole = bool(options["logits_processor"])
-        rows = list(range(ids.shape[0]))
-        new_tokens: list[list[int]] = [[] for _ in rows]
-        remaining = max_new_tokens
-        while True:
-            generated = max_new_tokens - remaining
-            segment = remaining if whole else min(remaining, max(_COMPACT_EVERY, generated // 2))
-            rows_done.reset()
-            extra = {self._cache_kwarg: cache} if cache is not None else {}
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=segment,
-                stopping_criteria=StoppingCriteriaList([rows_done]),
-                return_dict_in_generate=True,
-                **extra,
-                **options,
-            )
-            new = out.sequences[:, ids.shape[1] :]
-            for j, row in enumerate(new.tolist()):
-                new_tokens[rows[j]].extend(row)
-            remaining -= new.shape[1]
-            running = [j for j in range(len(rows)) if not rows_done.finished[j]]
-            if remaining <= 0 or not running:
-                return new_tokens
-            cache, ids = _output_cache(out), out.sequences
-            mask = torch.cat([mask, torch.ones_like(new)], dim=1)
-            if len(running) < len(rows):
-                keep = torch.tensor(running, device=ids.device)
-                cache.batch_select_indices(keep)
-                ids, mask, rows = ids[keep], mask[keep], [rows[j] for j in running]
-
-    def _stop_criteria(self, stops: tuple[str, ...]) -> Any:
-        """transformers' ``StopStringCriteria`` for ``stops`` (None without), built once per backend:
-        building one reads the whole vocabulary (a fifth of a second here)."""
-        if not stops:
-            return None
-        if stops not in self._stop_criteria_cache:
-            from transformers import StopStringCriteria
-
-            self._stop_criteria_cache[stops] = StopStringCriteria(self.tokenizer, list(stops))
-        return self._stop_criteria_cache[stops]
-
-    def _prompt_cache(
-        self,
-        own_ids: torch.Tensor,
-        own_mask: torch.Tensor,
-        prefix_kv: list[tuple[torch.Tensor, torch.Tensor]],
-        copies: int,
-    ) -> Any:
-        """The KV cache ``generate`` starts from: the shared prefix and, when a prompt has several copies,
-        its own tokens but the last, run once and repeated ``copies`` times (None: nothing to share).
-
-        The last token is left to ``generate``, whose first step computes it (once per copy) and
-        gives the first continuation token's logits; everything before it is shared.
-        own_ids, own_mask: (n, width), left padded.
-        """
-        n, width = own_ids.shape
-        prefix_len = prefix_kv[0][0].shape[2] if prefix_kv else 0
-        if copies == 1 or width == 1:
-            return _broadcast_cache(prefix_kv, n * copies, self.model.config) if prefix_kv else None
-        body_mask = own_mask[:, :-1]
-        positions = prefix_len + (body_mask.cumsum(dim=1) - 1).clamp(min=0)
-        kwargs: dict[str, Any] = {"position_ids": positions, "use_cache": True}
-        if prefix_kv:
-            kwargs[self._cache_kwarg] = _broadcast_cache(prefix_kv, n, self.model.config)
-            body_mask = torch.cat([torch.ones_like(own_mask[:, :1]).expand(-1, prefix_len), body_mask], dim=1)
-        out = self._body(input_ids=own_ids[:, :-1], attention_mask=body_mask, **kwargs)
-        return _broadcast_cache(_cache_tensors(_output_cache(out)), copies, self.model.config)
-
-    def _normalise_layers(self, layers: Sequence[int]) -> list[int]:
-        if len(layers) == 0:
-            raise InvalidRequestError("hidden_states needs at least one layer")
-        out = []
-        for layer in layers:
-            if not isinstance(layer, int | np.integer):
-                raise InvalidRequestError(f"layer {layer!r} is not an integer")
-            value = int(layer) + (self.n_layers + 1 if layer < 0 else 0)
-            if not 0 <= value <= self.n_layers:
-                raise LayerOutOfRangeError(
-                    f"layer {layer} is out of range: {self.name} has layers 0 (embeddings) to {self.n_layers}"
-                )
-            out.append(value)
-        return sorted(set(out))
-
-    def iter_hidden_states(
-        self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
-    ) -> Iterator[tuple[np.ndarray, dict[int, np.ndarray]]]:
-        if len(texts) == 0:
-            raise InvalidRequestError("hidden_states got no texts")
-        if pooling not in ("last", "mean"):
-            raise InvalidRequestError(f"pooling must be 'last' or 'mean', not {pooling!r}")
-        wanted = self._normalise_layers(layers)
-        encoded = [ids or [self._prefix_token_id] for ids in self._encode_many(texts)]
-        deepest = max(wanted)
-        yield from self.planner.map(
-            [len(e) for e in encoded],
-            lambda batch: self._hidden_batch([encoded[b] for b in batch], wanted, deepest, pooling),
-        )
-
-    def _hidden_batch(
-        self, seqs: list[list[int]], wanted: list[int], deepest: int, pooling: Pooling
-    ) -> dict[int, np.ndarray]:
-        """Pooled residual stream of one right-padded batch; stops the forward after ``deepest``."""
-        ids, mask = self._right_padded(seqs)
-        lengths = mask.sum(dim=1)
-
-        def pool(h: torch.Tensor) -> torch.Tensor:
-            if pooling == "last":
-                return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
-            m = mask.unsqueeze(-1).to(h.dtype)
-            return (h * m).sum(dim=1) / lengths.unsqueeze(-1).to(h.dtype)
-
-        return self._capture_layers(ids, mask, wanted, deepest, pool)
-
-    def _capture_layers(
-        self,
-        ids: torch.Tensor,
-        mask: torch.Tensor,
-        wanted: list[int],
-        deepest: int,
-        reduce: Callable[[torch.Tensor], torch.Tensor],
-    ) -> dict[int, np.ndarray]:
-        """``reduce(residual stream)`` at each wanted layer, via hooks; the forward stops after ``deepest``.
-
-        Hooks read the decoder blocks' outputs, so the last layer is the residual stream before the
-        final norm (``output_hidden_states`` applies the norm to its last entry).
-        """
-        captured: dict[int, torch.Tensor] = {}
-
-        def capture(layer: int):
-            def hook(_module: Any, _args: Any, output: Any) -> None:
-                h = output[0] if isinstance(output, tuple) else output
-                captured[layer] = reduce(h).float().cpu()
-                if layer == deepest:
-                    raise _StopForward
-
-            return hook
-
-        def capture_embeddings(_module: Any, args: Any, kwargs: Any) -> None:
-            h = args[0] if args else kwargs["hidden_states"]
-            captured[0] = reduce(h).float().cpu()
-            if deepest == 0:
-                raise _StopForward
-
-        handles = []
-        if 0 in wanted:
-            handles.append(self._decoder_layers[0].register_forward_pre_hook(capture_embeddings, with_kwargs=True))
-        for layer in wanted:
-            if layer > 0:
-                handles.append(self._decoder_layers[layer - 1].register_forward_hook(capture(layer)))
-        try:
-            with torch.inference_mode():
-                self._body(input_ids=ids, attention_mask=mask, use_cache=False)
-        except _StopForward:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
-        return {layer: captured[layer].numpy() for layer in wanted}
-
-    def iter_token_states(
-        self, texts: Sequence[str], layers: Sequence[int], *, skip_positions: int = 1
-    ) -> Iterator[TokenStates]:
-        if len(texts) == 0:
-            raise InvalidRequestError("token states got no texts")
-        if skip_positions < 0:
-            raise InvalidRequestError(f"skip_positions must be >= 0, not {skip_positions}")
-        wanted = self._normalise_layers(layers)
-        encoded = self._encode_many(texts)
-        keep = [k for k, e in enumerate(encoded) if len(e) > skip_positions]
-        if not keep:
-            return
-        deepest = max(wanted)
-
-        def run(batch: np.ndarray) -> TokenStates:
-            rows = [keep[b] for b in batch]
-            ids, mask = self._right_padded([encoded[r] for r in rows])
-            select = mask.bool().clone()
-            select[:, :skip_positions] = False
-            values = self._capture_layers(ids, mask, wanted, deepest, lambda h: h[select])
-            row_of, position = select.nonzero(as_tuple=True)
-            return TokenStates(
-                text_index=np.asarray(rows, dtype=np.int64)[row_of.cpu().numpy()],
-                position=position.cpu().numpy().astype(np.int64),
-                values=values,
-            )
-
-        for _batch, states in self.planner.map([len(encoded[k]) for k in keep], run):
-            yield states
-
-    def hidden_states(
-        self, texts: Sequence[str], layers: Sequence[int], *, pooling: Pooling = "last"
-    ) -> dict[int, np.ndarray]:
-        wanted = self._normalise_layers(layers)
-        out = {layer: np.zeros((len(texts), self.hidden_size), dtype=np.float32) for layer in wanted}
-        with progress_bar(
-            "hidden states", len(texts), enabled=self.progress and len(texts) >= _PROGRESS_MIN_ITEMS
-        ) as advance:
-            for batch, pooled in self.iter_hidden_states(texts, wanted, pooling=pooling):
-                for layer, values in pooled.items():
-                    out[layer][batch] = values
-                advance(len(batch))
-        return out
-
-
-def cut_at_stops(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the first of ``stops`` (all of it when none occurs)."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]
-
-
-def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(keys, values) per layer from a transformers cache object of any recent version."""
-    if hasattr(cache, "layers"):
-        return [(layer.keys, layer.values) for layer in cache.layers]
-    if hasattr(cache, "key_cache"):
-        return list(zip(cache.key_cache, cache.value_cache, strict=True))
-    return [(k, v) for k, v in cache]
-
-
-def _broadcast_cache(kv: list[tuple[torch.Tensor, torch.Tensor]], repeats: int, config: Any) -> Any:
-    """A fresh cache holding each cached row's keys and values ``repeats`` times, copies adjacent.
-
-    kv: per layer (keys, values), each (rows, heads, length, head_dim); the cache has rows x repeats.
-    A one-row prefix is ``expand``-ed (views, not copies); several rows are ``repeat_interleave``-d.
-    """
-    from transformers import DynamicCache
-
-    try:
-        cache = DynamicCache(config=config)
-    except TypeError:  # older transformers
-        cache = DynamicCache()
-
-    def repeat(x: torch.Tensor) -> torch.Tensor:
-        if repeats == 1:
-            return x
-        if x.shape[0] == 1:
-            return x.expand(repeats, *x.shape[1:])
-        return x.repeat_interleave(repeats, dim=0)
-
-    for layer_idx, (k, v) in enumerate(kv):
-        cache.update(repeat(k), repeat(v), layer_idx)
-    return cache
-
-
-class _RowsDone:
-    """A transformers stopping criterion (stop strings, EOS) that remembers which rows have finished.
-
-    transformers stops a row when any criterion fires and pads it from then on, but does not say which
-    rows those are; ``finished`` (rows,) does, since the last ``reset``.
-    """
-
-    def __init__(self, stop_strings: Any, eos_token_id: int | Sequence[int] | None) -> None:
-        self.stop_strings = stop_strings
-        eos = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-        self.eos = torch.tensor(eos, dtype=torch.long)
-        self.finished = torch.zeros(0, dtype=torch.bool)
-
-    def reset(self) -> None:
-        self.finished = torch.zeros(0, dtype=torch.bool)
-
-    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        done = torch.isin(input_ids[:, -1], self.eos.to(input_ids.device))
-        if self.stop_strings is not None:
-            done = done | self.stop_strings(input_ids, scores)
-        self.finished = done.cpu() if len(self.finished) == 0 else self.finished | done.cpu()
-        return done
-
-
-def _output_cache(out: Any) -> Any:
-    """The KV cache of a forward output (``cache`` in newer transformers, ``past_key_values`` before)."""
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+__all__ = ["HFBackend", "cut_at_stops"]

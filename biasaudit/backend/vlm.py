@@ -33,7 +33,7 @@ from PIL import Image
 
 from biasaudit.backend.batching import BatchPlanner, BatchSize
 from biasaudit.backend.fingerprint import weights_fingerprint
-from biasaudit.backend.hf import cut_at_stops
+from biasaudit.backend.hf_generation import cut_at_stops
 from biasaudit.backend.protocol import LabelMode
 from biasaudit.backend.vlm_inputs import TEXT_ONLY_MODES, check_reference_mode, open_image, reference_image
 from biasaudit.errors import InvalidRequestError, LabelCollisionError
