@@ -142,7 +142,8 @@ def _headline(name: str, result: dict) -> str:
         for task, gains in result["macro_f1_gain_vs_none"].items():
             base = result["tasks"][task]["summary"]["8"]["none"]["macro_f1_mean"]
             best = max(gains, key=gains.get)
-            parts.append(f"{task} F1 {base:.2f} -> {best.upper()} {base + gains[best]:+.2f}"[:40])
+            # The calibrated F1 itself, then the gain: "+0.86" alone read as a gain larger than 1 - base.
+            parts.append(f"{task} F1 {base:.2f} -> {base + gains[best]:.2f} ({best.upper()} {gains[best]:+.2f})")
         return "; ".join(parts)
     if name == "yesno_prior":
         low, high = result["ci95"]
