@@ -55,8 +55,8 @@ from machine import machine_info  # benchmarks/machine.py (scripts run from benc
 from rich.console import Console
 from rich.table import Table
 
-from biasaudit.backend import hf, hf_generation
-from biasaudit.backend.batching import BatchPlanner
+from biasaudit.backend import hf_generation
+from biasaudit.backend.batching import AUTO_BUDGET, BatchPlanner
 from biasaudit.backend.hf import DEFAULT_MIN_REUSE_SAVING, HFBackend, cut_at_stops
 from biasaudit.jsonio import write_json_atomic
 from biasaudit.negbias.items import KnowledgeProbe, QAItem
@@ -68,7 +68,7 @@ DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "nq_open" / "NQ-open.dev_s
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "probe_generation.json"
 NO_HEADER_SHARING = 10**12
 NO_COMPACTION = 10**6
-OLD_BUDGET = hf._AUTO_BUDGET["cpu"]
+OLD_BUDGET = AUTO_BUDGET["cpu"]
 NEW_BUDGET = hf_generation.AUTO_GENERATE_BUDGET["cpu"]
 COMPACT_EVERY = hf_generation._COMPACT_EVERY
 

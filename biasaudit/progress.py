@@ -24,6 +24,9 @@ class Advance(Protocol):
     def __call__(self, n: int = 1) -> None: ...
 
 
+# Calls with fewer items than this show no bar (the backends' rule of thumb; generation uses a quarter).
+PROGRESS_MIN_ITEMS = 64
+
 _active: Progress | None = None
 
 

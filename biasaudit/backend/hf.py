@@ -38,24 +38,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from biasaudit.backend.batching import BatchPlanner, BatchSize
+from biasaudit.backend.batching import AUTO_BUDGET, BatchPlanner, BatchSize
 from biasaudit.backend.fingerprint import weights_fingerprint
 from biasaudit.backend.hf_generation import AUTO_GENERATE_BUDGET, GenerationMixin, cut_at_stops
 from biasaudit.backend.hf_states import HiddenStatesMixin
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
 from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult
 from biasaudit.errors import InvalidRequestError, LabelCollisionError
-from biasaudit.progress import progress_bar
+from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
 # Below this many tokens a shared prefix is not worth a separate forward pass.
 DEFAULT_MIN_PREFIX_TOKENS = 16
 # ... and below this many tokens saved, a shared prefix is not worth a separate forward pass either.
 DEFAULT_MIN_REUSE_SAVING = 1024
-# Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
-# throughput stops growing long before memory runs out, so the start is modest.
-_AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
-# Progress bars appear only for calls with at least this many items.
-PROGRESS_MIN_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -140,7 +135,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         self.n_layers: int = int(cfg.num_hidden_layers)
         self.hidden_size: int = int(cfg.hidden_size)
         kind = "cpu" if self.device.type == "cpu" else "accelerator"
-        scoring_tokens = _AUTO_BUDGET[kind] if max_batch_tokens is None else max_batch_tokens
+        scoring_tokens = AUTO_BUDGET[kind] if max_batch_tokens is None else max_batch_tokens
         generation_tokens = AUTO_GENERATE_BUDGET[kind] if max_batch_tokens is None else max_batch_tokens
         self.planner = BatchPlanner(batch_size, scoring_tokens)
         # Generation batches are planned apart: a decoding step's cost grows slower with rows (see

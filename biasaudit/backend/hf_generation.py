@@ -20,7 +20,7 @@ import torch
 
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
 from biasaudit.errors import InvalidRequestError
-from biasaudit.progress import progress_bar
+from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
 # Generation's budget (rows x (prompt + new tokens)). A decoding step runs one token per row, and on a
 # CPU reading the weights dominates until the batch is large: SmolLM2-135M, 2 cores, ~86-token rows,
@@ -30,8 +30,6 @@ AUTO_GENERATE_BUDGET = {"cpu": 16384, "accelerator": 65536}
 # Generation drops finished rows from a batch after this many new tokens, then after segments growing
 # with the answer (see ``HFBackend._decode``). 2 beat 1 and 4 on the knowledge probe's short answers.
 _COMPACT_EVERY = 2
-# Progress bars appear only for calls with at least this many items (as for scoring).
-PROGRESS_MIN_ITEMS = 64
 
 
 class GenerationMixin:
@@ -71,12 +69,7 @@ class GenerationMixin:
     ) -> list[str]:
         from transformers import LogitsProcessorList
 
-        if len(prompts) == 0:
-            raise InvalidRequestError("generate got no prompts")
-        if max_new_tokens < 1:
-            raise InvalidRequestError("max_new_tokens must be at least 1")
-        if do_sample and temperature <= 0:
-            raise InvalidRequestError("temperature must be positive when sampling")
+        check_generation_request(len(prompts), max_new_tokens, do_sample, temperature)
         if (
             isinstance(num_return_sequences, bool)
             or not isinstance(num_return_sequences, int | np.integer)
@@ -96,7 +89,7 @@ class GenerationMixin:
         outputs: list[str] = [""] * (len(encoded) * copies)
         if seed is not None:
             torch.manual_seed(seed)
-        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": None, "top_p": None}
+        sampling = sampling_options(do_sample, temperature, top_p)
         stops = [s for s in (stop or []) if s]
         options: dict[str, Any] = {
             "do_sample": do_sample,
@@ -260,6 +253,22 @@ class GenerationMixin:
             body_mask = torch.cat([torch.ones_like(own_mask[:, :1]).expand(-1, prefix_len), body_mask], dim=1)
         out = self._body(input_ids=own_ids[:, :-1], attention_mask=body_mask, **kwargs)
         return broadcast_cache(cache_tensors(output_cache(out)), copies, self.model.config)
+
+
+def check_generation_request(n: int, max_new_tokens: int, do_sample: bool, temperature: float) -> None:
+    """Refuse an empty request, no new tokens, or sampling at a non-positive temperature (every backend)."""
+    if n == 0:
+        raise InvalidRequestError("generate got no prompts")
+    if max_new_tokens < 1:
+        raise InvalidRequestError("max_new_tokens must be at least 1")
+    if do_sample and temperature <= 0:
+        raise InvalidRequestError("temperature must be positive when sampling")
+
+
+def sampling_options(do_sample: bool, temperature: float, top_p: float) -> dict[str, Any]:
+    """``model.generate`` kwargs: greedy sets temperature/top_p to None so a generation config cannot
+    turn them back on (and transformers does not warn that they are ignored)."""
+    return {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": None, "top_p": None}
 
 
 def cut_at_stops(text: str, stops: Sequence[str]) -> str:

@@ -14,10 +14,7 @@ import torch
 
 from biasaudit.backend.protocol import Pooling, TokenStates
 from biasaudit.errors import InvalidRequestError, LayerOutOfRangeError
-from biasaudit.progress import progress_bar
-
-# Progress bars appear only for calls with at least this many texts.
-PROGRESS_MIN_ITEMS = 64
+from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
 
 class _StopForward(Exception):

@@ -31,21 +31,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from biasaudit.backend.batching import BatchPlanner, BatchSize
+from biasaudit.backend.batching import AUTO_BUDGET, BatchPlanner, BatchSize
 from biasaudit.backend.fingerprint import weights_fingerprint
-from biasaudit.backend.hf_generation import cut_at_stops
+from biasaudit.backend.hf_generation import check_generation_request, cut_at_stops, sampling_options
 from biasaudit.backend.protocol import LabelMode
 from biasaudit.backend.vlm_inputs import TEXT_ONLY_MODES, check_reference_mode, open_image, reference_image
 from biasaudit.errors import InvalidRequestError, LabelCollisionError
-from biasaudit.progress import progress_bar
+from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
 ImageLike = Image.Image | str | Path
 # The real image: an input kind beside the reference modes.
 REAL = "image"
 # Families whose processor mishandles text-only rows (PaliGemma mixes them up in a batch).
 _NO_TEXT_ONLY_FAMILIES = frozenset({"paligemma"})
-_AUTO_BUDGET = {"cpu": 4096, "accelerator": 65536}
-_PROGRESS_MIN_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -102,7 +100,7 @@ class VLMBackend:
         self.n_layers: int = int(text_cfg.num_hidden_layers)
         self.hidden_size: int = int(text_cfg.hidden_size)
         self.family: str = str(model.config.model_type)
-        budget = max_batch_tokens or _AUTO_BUDGET["cpu" if self.device.type == "cpu" else "accelerator"]
+        budget = max_batch_tokens or AUTO_BUDGET["cpu" if self.device.type == "cpu" else "accelerator"]
         self.planner = BatchPlanner(batch_size, budget)
         self.progress = progress
         self.noise_step = noise_step
@@ -169,7 +167,7 @@ class VLMBackend:
             raise InvalidRequestError(f"{len(questions)} questions but {len(images)} images")
         if images is None and kind not in TEXT_ONLY_MODES:
             raise InvalidRequestError(f"input {kind!r} needs the real images (pass images=...)")
-        pictures = [open_image(im) if isinstance(im, str | Path) else im for im in images] if images else None
+        pictures = _opened(images) if images else None
         if kind in TEXT_ONLY_MODES and not self.text_only_supported:
             self._warn_text_only(kind)
             sizes = [p.size for p in pictures] if pictures else [(224, 224)] * len(questions)
@@ -270,7 +268,7 @@ class VLMBackend:
         lengths = [self._length(r) + extra_len for r in rows]
         with (
             torch.inference_mode(),
-            progress_bar("scoring", len(rows), enabled=self.progress and len(rows) >= _PROGRESS_MIN_ITEMS) as adv,
+            progress_bar("scoring", len(rows), enabled=self.progress and len(rows) >= PROGRESS_MIN_ITEMS) as adv,
         ):
             self.planner.run(lengths, run, adv)
         return out
@@ -295,7 +293,8 @@ class VLMBackend:
         if len(set(inputs)) != len(inputs) or not inputs:
             raise InvalidRequestError(f"inputs must be non-empty and distinct, got {list(inputs)!r}")
         label_ids = self._label_ids(labels, mode)
-        rows = [row for kind in inputs for row in self._rows(questions, images, kind)]
+        pictures = _opened(images) if images is not None else None  # read each file once, for every kind
+        rows = [row for kind in inputs for row in self._rows(questions, pictures, kind)]
         scores = self._score_rows(rows, label_ids, mode, length_normalize)
         n = len(questions)
         return {kind: scores[k * n : (k + 1) * n] for k, kind in enumerate(inputs)}
@@ -343,19 +342,15 @@ class VLMBackend:
         """
         from transformers import LogitsProcessorList
 
-        if len(questions) == 0:
-            raise InvalidRequestError("generate got no questions")
-        if max_new_tokens < 1:
-            raise InvalidRequestError("max_new_tokens must be at least 1")
-        if do_sample and temperature <= 0:
-            raise InvalidRequestError("temperature must be positive when sampling")
+        check_generation_request(len(questions), max_new_tokens, do_sample, temperature)
         kind = reference or (REAL if images is not None else "none")
-        rows = self._rows(questions, images, kind)
-        ref_rows = self._rows(questions, images, debias.reference) if debias is not None else None
+        pictures = _opened(images) if images is not None else None  # read each file once
+        rows = self._rows(questions, pictures, kind)
+        ref_rows = self._rows(questions, pictures, debias.reference) if debias is not None else None
         outputs = [""] * len(questions)
         if seed is not None:
             torch.manual_seed(seed)
-        sampling = {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": None, "top_p": None}
+        sampling = sampling_options(do_sample, temperature, top_p)
         stops = [s for s in (stop or []) if s]
         stopping: dict[str, Any] = {"stop_strings": stops, "tokenizer": self.tokenizer} if stops else {}
 
@@ -380,7 +375,12 @@ class VLMBackend:
                 outputs[b] = cut_at_stops(self.tokenizer.decode(new[k], skip_special_tokens=True), stops)
 
         lengths = [self._length(r) + max_new_tokens for r in rows]
-        enabled = self.progress and len(rows) >= _PROGRESS_MIN_ITEMS // 4
+        enabled = self.progress and len(rows) >= PROGRESS_MIN_ITEMS // 4
         with torch.inference_mode(), progress_bar("generating", len(rows), enabled=enabled) as advance:
             self.planner.run(lengths, run, advance)
         return outputs
+
+
+def _opened(images: Sequence[ImageLike]) -> list[Image.Image]:
+    """Images as PIL images: paths are read (and fully decoded) here, images passed through."""
+    return [open_image(im) if isinstance(im, str | Path) else im for im in images]

@@ -247,25 +247,29 @@ def test_generate_applies_logits_processors(tiny_backend):
     assert out == [" banana banana banana"] * 2
 
 
-def test_generate_stops_at_stop_strings_and_cuts_them(tiny_backend):
+def _banana_twice_then_dot(backend):
+    """A logits processor forcing " banana" twice, then "."; ``steps`` counts the decoding steps it saw."""
     from transformers import LogitsProcessor
 
-    banana, dot = (tiny_backend.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" banana", "."))
+    banana, dot = (backend.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" banana", "."))
 
     class Script(LogitsProcessor):
-        """ " banana" twice, then "." -- and counts the decoding steps."""
-
         steps = 0
 
         def __call__(self, input_ids, scores):
-            Script.steps += 1
+            self.steps += 1
             out = torch.full_like(scores, -float("inf"))
-            out[:, banana if Script.steps <= 2 else dot] = 0.0
+            out[:, banana if self.steps <= 2 else dot] = 0.0
             return out
 
-    out = tiny_backend.generate(["Hello", "The weather"], max_new_tokens=20, logits_processors=[Script()], stop=["."])
+    return Script()
+
+
+def test_generate_stops_at_stop_strings_and_cuts_them(tiny_backend):
+    script = _banana_twice_then_dot(tiny_backend)
+    out = tiny_backend.generate(["Hello", "The weather"], max_new_tokens=20, logits_processors=[script], stop=["."])
     assert out == [" banana banana"] * 2
-    assert Script.steps == 3  # the batch ended when both rows had produced the stop string
+    assert script.steps == 3  # the batch ended when both rows had produced the stop string
 
 
 def test_sampling_is_reproducible_with_a_seed(tiny_backend):
@@ -409,26 +413,12 @@ def test_finished_rows_leave_the_batch_without_changing_any_answer(tiny_model, t
 
 
 def test_num_return_sequences_stops_at_stop_strings(tiny_backend):
-    from transformers import LogitsProcessor
-
-    banana, dot = (tiny_backend.tokenizer(t, add_special_tokens=False).input_ids[0] for t in (" banana", "."))
-
-    class Script(LogitsProcessor):
-        """ " banana" twice, then "." -- and counts the decoding steps."""
-
-        steps = 0
-
-        def __call__(self, input_ids, scores):
-            Script.steps += 1
-            out = torch.full_like(scores, -float("inf"))
-            out[:, banana if Script.steps <= 2 else dot] = 0.0
-            return out
-
+    script = _banana_twice_then_dot(tiny_backend)
     out = tiny_backend.generate(
-        QA_PROMPTS[:2], max_new_tokens=20, logits_processors=[Script()], stop=["."], num_return_sequences=3
+        QA_PROMPTS[:2], max_new_tokens=20, logits_processors=[script], stop=["."], num_return_sequences=3
     )
     assert out == [" banana banana"] * 6
-    assert Script.steps == 3  # one batch, ended when all six rows had produced the stop string
+    assert script.steps == 3  # one batch, ended when all six rows had produced the stop string
 
 
 @pytest.mark.parametrize(
