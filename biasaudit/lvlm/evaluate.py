@@ -150,7 +150,6 @@ class LVLMEvaluator:
     def __init__(self, **params: Any) -> None:
         self.config = LVLMEvalConfig.from_dict(params)
         self.config.validate()
-        self.progress = True
 
     def _methods(self) -> list[str]:
         mitigations = self.config.mitigations
@@ -206,6 +205,8 @@ class LVLMEvaluator:
             chosen["posthoc"] = debias.predict(probs["image"])
             self.posthoc_["/".join(labels)] = debias
         for method, picks in chosen.items():
+            if method not in preds:  # "none" is always computed (posthoc reads it) but reported only if asked
+                continue
             for i, pick in zip(index, picks, strict=True):
                 preds[method][i] = int(pick)
         decoders = {

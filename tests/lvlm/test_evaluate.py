@@ -76,6 +76,13 @@ def test_evaluator_matches_its_parts(llava):
     assert [p["sampling_text"] for p in ev.predictions_] == texts
 
 
+def test_evaluator_reports_only_what_was_asked(llava):
+    items = make_probe("pope", 4, seed=3, image_size=64)
+    ev = LVLMEvaluator(mitigations=["posthoc"], n_bootstrap=20).fit(llava, items)
+    assert list(ev.results_) == ["blind", "posthoc"]
+    assert set(ev.predictions_[0]) == {"id", "split", "answer", "blind", "posthoc"}
+
+
 def test_evaluator_mixed_label_sets(llava):
     items = make_probe("pope-random", 4, seed=2, image_size=64) + make_probe("count", 4, seed=2, image_size=64)
     ev = LVLMEvaluator(mitigations=["none", "posthoc"], posthoc_mode="dataset", n_bootstrap=20).fit(llava, items)
