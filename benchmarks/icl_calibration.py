@@ -67,17 +67,26 @@ REUSE_CONDITION = ("sst2", 8, 0)
 
 # ------------------------------------------------------------------------------------------- running
 def run_table(
-    backend: Any, config: ICLEvalConfig, data_dir: Path, console: Console, checkpoint: Callable[[dict, dict], None]
+    backend: Any,
+    config: ICLEvalConfig,
+    data_dir: Path,
+    console: Console,
+    checkpoint: Callable[[dict, dict], None],
+    done: tuple[dict[str, Any], dict[str, float]] = ({}, {}),
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """``evaluate_icl`` one task at a time; results and seconds per task.
 
     Per task, so a long run logs its progress and ``checkpoint(results, seconds)`` can save what is done
-    (a run stopped half-way keeps its finished tasks).
+    (a run stopped half-way keeps its finished tasks). ``done``: (results, seconds) of tasks an earlier,
+    interrupted run of the same configuration finished; they are not run again.
     """
-    results: dict[str, Any] = {}
-    seconds: dict[str, float] = {}
+    results: dict[str, Any] = dict(done[0])
+    seconds: dict[str, float] = dict(done[1])
     show_bar = console.is_terminal
     for name in config.tasks:
+        if name in results and name in seconds:
+            console.print(f"  {name}: kept from the interrupted run ({seconds[name]:.0f} s then)", highlight=False)
+            continue
         start = time.perf_counter()
         task_config = ICLEvalConfig.from_dict({**config.to_dict(), "tasks": [name]})
         results.update(evaluate_icl(backend, task_config, data_dir, progress=show_bar))
@@ -300,6 +309,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--from-json", type=Path, default=None, help="re-print tables and checks of a finished run (no model)"
     )
     parser.add_argument("--plot", action="store_true", help="also write a Macro-F1 vs shots PNG next to the JSON")
+    parser.add_argument(
+        "--restart", action="store_true", help="ignore an interrupted run's finished tasks in --out (default: resume)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.tasks, args.shots, args.seeds, args.n_test = ["sst2"], [8], [0], 50
@@ -421,6 +433,19 @@ def report(payload: dict[str, Any], data_dir: Path | None, console: Console) -> 
     return payload | {"average_over_tasks": average, "expectation": check}
 
 
+def unfinished_run(path: Path, config: ICLEvalConfig, model: str) -> tuple[dict[str, Any], dict[str, float]]:
+    """(results, seconds) per task of an interrupted run at ``path`` with the same configuration and model.
+
+    Anything else there (a finished run, another configuration, no file) gives nothing to resume.
+    """
+    raw = read_json(path) if path.exists() else None
+    if not raw or raw.get("complete") is not False:
+        return {}, {}
+    if raw.get("config") != config.to_dict() or raw.get("model") != model:
+        return {}, {}
+    return raw.get("results", {}), raw.get("seconds_per_task", {})
+
+
 def run(args: argparse.Namespace, data_dir: Path, console: Console, command: str) -> dict[str, Any]:
     """Load the model, run the table and the reuse comparison; the raw payload (no analyses yet)."""
     from biasaudit.backend.hf import HFBackend
@@ -445,9 +470,12 @@ def run(args: argparse.Namespace, data_dir: Path, console: Console, command: str
         partial |= {"config": config.to_dict(), "machine": machine, "seconds_per_task": seconds, "results": done}
         write_json_atomic(args.out, partial)
 
-    start = time.perf_counter()
-    results, task_seconds = run_table(backend, config, data_dir, console, checkpoint)
-    table_seconds = time.perf_counter() - start
+    resumed = ({}, {}) if args.restart else unfinished_run(args.out, config, backend.name)
+    if resumed[0]:
+        console.print(f"resuming the interrupted run in {args.out}: {sorted(resumed[0])} done (--restart to redo)")
+    results, task_seconds = run_table(backend, config, data_dir, console, checkpoint, resumed)
+    # The sum of the per-task times, so a resumed run counts each task once, as it was measured.
+    table_seconds = float(sum(task_seconds.values()))
     machine["load_average_after_table"] = list(os.getloadavg())
     reuse = None
     if not args.no_reuse_check:
@@ -465,6 +493,7 @@ def run(args: argparse.Namespace, data_dir: Path, console: Console, command: str
             "model_load_seconds": load_seconds,
             "table_seconds": table_seconds,
             "table_seconds_per_task": task_seconds,
+            "resumed_tasks": sorted(resumed[0]),
             "target_minutes": TARGET_MINUTES,
             "prefix_reuse": backend.prefix_reuse,
         },

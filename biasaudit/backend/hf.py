@@ -106,7 +106,9 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         Fewest tokens a shared prefix must save ((rows sharing it - 1) x its length) before it gets its
         own forward pass. Each reused prefix costs a separate small forward and a cache broadcast; on a
         CPU that overhead outweighs sharing a 150-token context among three answers (BBQ ran 3.5x
-        slower with reuse), while a few-shot prefix shared by hundreds of queries saves far more.
+        slower with reuse), while a few-shot prefix shared by hundreds of queries saves far more. A
+        prefix whose encoding an earlier call left in the cache needs no forward, so it is reused for
+        any number of rows.
     prefix_cache_size:
         Encoded prefixes kept across calls (least recently used dropped first); 0 disables.
     progress:
@@ -342,7 +344,12 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
             # Every member keeps at least one token of its own to run on top of the prefix.
             prefix_len = min(shared, min(len(rows[m].tokens) for m in members) - 1)
             saving = (len(members) - 1) * prefix_len
-            if len(members) > 1 and prefix_len >= self.min_prefix_tokens and saving >= self.min_reuse_saving:
+            if not (len(members) > 1 and saving >= self.min_reuse_saving):
+                # Not worth a forward of its own; but an encoding an earlier call kept costs none, so the
+                # rows reuse as much of their prefix as it covers (a calibrator's 3 content-free inputs
+                # after the test set was scored with the same demonstrations).
+                prefix_len = self._cached_prefix(rows[i].tokens[:prefix_len])[1]
+            if prefix_len >= self.min_prefix_tokens:
                 groups.append((prefix_len, members))
             else:
                 plain.extend(members)
@@ -419,29 +426,46 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
 
         self.planner.run([len(r.tokens) - prefix_len for r in rows], run, advance)
 
-    def _encoded_prefix(
-        self, tokens: tuple[int, ...]
-    ) -> tuple[int, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """(length, states (length, d), KV per layer) for ``tokens``, or for the longest part of it cached.
-
-        Calibrators, measurements and the test set all score the same few-shot prompt in separate
-        calls; the cache lets them share one encoding of its demonstrations. A cached encoding helps
-        as far as it agrees with ``tokens``: it is cut to the common length (keys and values of a
-        causal model at a position do not depend on later tokens), and the rest is computed with
-        each suffix.
-        """
+    def _cached_prefix(self, tokens: Sequence[int]) -> tuple[tuple[int, ...] | None, int]:
+        """(key, common length) of the kept encoding sharing the longest start with ``tokens`` (None, 0 if none
+        shares ``min_prefix_tokens``)."""
         best_key, best_len = None, 0
         for key in self._prefix_cache:
             common = _common_prefix_len(key, tokens)
             if common >= self.min_prefix_tokens and common > best_len:
                 best_key, best_len = key, common
-        if best_key is not None:
-            self._prefix_cache.move_to_end(best_key)
-            states, kv = self._prefix_cache[best_key]
-            return best_len, states[:best_len], [(k[:, :, :best_len], v[:, :, :best_len]) for k, v in kv]
-        ids = torch.tensor([tokens], device=self.device)
-        out = self._forward_states(ids, torch.ones_like(ids), use_cache=True)
+        return best_key, best_len
+
+    def _encoded_prefix(
+        self, tokens: tuple[int, ...]
+    ) -> tuple[int, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """(length, states (length, d), KV per layer) for ``tokens``, encoded once and kept.
+
+        Calibrators, measurements and the test set all score the same few-shot prompt in separate
+        calls; the cache lets them share one encoding of its demonstrations. A kept encoding that
+        covers only the start of ``tokens`` (a 4-shot prompt whose first demonstration is the 1-shot
+        prompt's) is cut to the common length (keys and values of a causal model at a position do not
+        depend on later tokens) and only the rest is run, on top of it; the longer encoding replaces a
+        kept one it extends.
+        """
+        key, common = self._cached_prefix(tokens)
+        if key is not None and common == len(tokens):
+            self._prefix_cache.move_to_end(key)
+            states, kv = self._prefix_cache[key]
+            return common, states[:common], [(k[:, :, :common], v[:, :, :common]) for k, v in kv]
+        ids = torch.tensor([tokens[common:]], device=self.device)
+        kwargs: dict[str, Any] = {"use_cache": True}
+        if key is not None:
+            kept_states, kept_kv = self._prefix_cache[key]
+            kept_kv = [(k[:, :, :common], v[:, :, :common]) for k, v in kept_kv]
+            kwargs[self._cache_kwarg] = broadcast_cache(kept_kv, 1, self.model.config)
+            kwargs["position_ids"] = torch.arange(common, len(tokens), device=self.device).unsqueeze(0)
+            if common == len(key):
+                del self._prefix_cache[key]
+        out = self._forward_states(ids, torch.ones((1, len(tokens)), dtype=torch.long, device=self.device), **kwargs)
         states, kv = self._states(out)[0], cache_tensors(output_cache(out))
+        if key is not None:
+            states = torch.cat([kept_states[:common], states])
         if self.prefix_cache_size > 0:
             self._prefix_cache[tokens] = (states, kv)
             while len(self._prefix_cache) > self.prefix_cache_size:

@@ -531,3 +531,41 @@ def test_encoded_prefixes_are_reused_across_calls_without_changing_results(tiny_
     other = [f"Another demo block entirely.\n\nReview: {q}\nSentiment:" for q in QUERIES]
     np.testing.assert_allclose(backend.label_log_probs(other, LABELS), fresh.label_log_probs(other, LABELS), atol=1e-4)
     assert len(backend._prefix_cache) == 1  # the older prompt was evicted
+
+
+def test_a_kept_encoding_serves_a_few_rows_that_would_not_pay_for_a_fresh_one(tiny_model, tokenizer):
+    # A calibrator scores 3 content-free inputs after the test set: 3 rows save too little for a prefix
+    # forward of their own, but the test call left the demonstrations' encoding in the cache.
+    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=0)
+    backend.label_log_probs(PROMPTS, LABELS)
+    backend.min_reuse_saving = 10**9  # no group is worth a fresh prefix forward from here on
+    tokens = count_tokens(backend)
+    content_free = [f"{DEMOS}Review: {x}\nSentiment:" for x in ("N/A", "", "[MASK]")]
+    warm = backend.label_log_probs(content_free, LABELS)
+    assert sum(tokens) <= 3 * 10  # only the query tokens ran
+    fresh = HFBackend(tiny_model, tokenizer, progress=False, prefix_reuse=False)
+    np.testing.assert_allclose(warm, fresh.label_log_probs(content_free, LABELS), atol=1e-4)
+    backend._prefix_cache.clear()  # without the kept encoding the same call runs every token
+    tokens.clear()
+    backend.label_log_probs(content_free, LABELS)
+    assert sum(tokens) > 3 * len(tokenizer(DEMOS).input_ids)
+
+
+def test_a_kept_encoding_of_the_prompts_start_is_extended_once_not_per_row(tiny_model, tokenizer):
+    # A 1-shot prompt's encoding is kept; the 4-shot prompt with the same first demonstration must run
+    # its other 3 demonstrations once, on top of it, not once per query (the rows' own tokens only).
+    backend = HFBackend(tiny_model, tokenizer, progress=False, min_prefix_tokens=4, min_reuse_saving=0)
+    first_demo = DEMOS.split("\n\n")[0] + "\n\n"
+    backend.label_log_probs([f"{first_demo}Review: {q}\nSentiment:" for q in QUERIES], LABELS)
+    (kept,) = backend._prefix_cache
+    tokens = count_tokens(backend)
+    got = backend.label_log_probs(PROMPTS, LABELS)
+    demos = len(tokenizer(DEMOS).input_ids)
+    longest_suffix = max(len(tokenizer(p).input_ids) for p in PROMPTS) - demos
+    extension, rows = tokens  # one forward for the rest of the prefix, one for the rows' own tokens
+    assert extension <= demos - len(kept) + 4  # the 3 other demonstrations (+ "Review:")
+    assert rows <= len(PROMPTS) * (longest_suffix + 1)  # per row: its query only, padded
+    (longer,) = backend._prefix_cache  # the extended encoding replaced the one it extends
+    assert longer[: len(kept)] == kept and len(longer) > len(kept)
+    fresh = HFBackend(tiny_model, tokenizer, progress=False, prefix_reuse=False)
+    np.testing.assert_allclose(got, fresh.label_log_probs(PROMPTS, LABELS), atol=1e-4)
