@@ -20,11 +20,12 @@ What it measures, on SmolLM2-135M-Instruct (fp32, CPU), with ``biasaudit.calibra
 
 Run from the repository root::
 
-    python benchmarks/icl_calibration.py            # full table (about half an hour on 2 CPU cores)
+    python benchmarks/icl_calibration.py            # full table (about 85 min on 2 CPU cores)
     python benchmarks/icl_calibration.py --quick    # smoke run: SST-2, 8-shot, 1 seed, 50 items
 
 It prints the tables and writes ``benchmarks/results/icl_calibration.json`` (config, machine, every
-number). Without the data folder (``fewshot_cls/`` under ``--data-dir``) it prints "skipped: ..." and
+number), after each task too: an interrupted run resumes from its finished tasks (``--restart`` redoes
+them). Without the data folder (``fewshot_cls/`` under ``--data-dir``) it prints "skipped: ..." and
 exits 0. Timings are wall-clock on whatever else the machine is running at the time.
 """
 
