@@ -449,23 +449,22 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         kept one it extends.
         """
         key, common = self._cached_prefix(tokens)
-        if key is not None and common == len(tokens):
-            self._prefix_cache.move_to_end(key)
-            states, kv = self._prefix_cache[key]
-            return common, states[:common], [(k[:, :, :common], v[:, :, :common]) for k, v in kv]
-        ids = torch.tensor([tokens[common:]], device=self.device)
         kwargs: dict[str, Any] = {"use_cache": True}
         if key is not None:
+            self._prefix_cache.move_to_end(key)
             kept_states, kept_kv = self._prefix_cache[key]
-            kept_kv = [(k[:, :, :common], v[:, :, :common]) for k, v in kept_kv]
+            kept_states, kept_kv = kept_states[:common], [(k[:, :, :common], v[:, :, :common]) for k, v in kept_kv]
+            if common == len(tokens):
+                return common, kept_states, kept_kv
             kwargs[self._cache_kwarg] = broadcast_cache(kept_kv, 1, self.model.config)
             kwargs["position_ids"] = torch.arange(common, len(tokens), device=self.device).unsqueeze(0)
             if common == len(key):
                 del self._prefix_cache[key]
+        ids = torch.tensor([tokens[common:]], device=self.device)
         out = self._forward_states(ids, torch.ones((1, len(tokens)), dtype=torch.long, device=self.device), **kwargs)
         states, kv = self._states(out)[0], cache_tensors(output_cache(out))
         if key is not None:
-            states = torch.cat([kept_states[:common], states])
+            states = torch.cat([kept_states, states])
         if self.prefix_cache_size > 0:
             self._prefix_cache[tokens] = (states, kv)
             while len(self._prefix_cache) > self.prefix_cache_size:
