@@ -17,6 +17,12 @@ from biasaudit.errors import InvalidRequestError, LayerOutOfRangeError
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
 
+# Mean pooling leaves out the first position: its residual stream is an attention sink with a norm
+# orders of magnitude above the rest (BOS or not), which would dominate the mean, and SAEs are trained
+# with it skipped (``SAETrainingConfig.skip_positions``), so a mean including it is out of distribution.
+MEAN_POOL_SKIP = 1
+
+
 class _StopForward(Exception):
     """Raised by a hook once the deepest requested layer has run: the rest of the model is skipped."""
 
@@ -77,8 +83,11 @@ class HiddenStatesMixin:
         def pool(h: torch.Tensor) -> torch.Tensor:
             if pooling == "last":
                 return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
-            m = mask.unsqueeze(-1).to(h.dtype)
-            return (h * m).sum(dim=1) / lengths.unsqueeze(-1).to(h.dtype)
+            # Position 0 is left out of the mean (``MEAN_POOL_SKIP``), except in one-token texts.
+            keep = mask.clone()
+            keep[lengths > MEAN_POOL_SKIP, :MEAN_POOL_SKIP] = 0
+            m = keep.unsqueeze(-1).to(h.dtype)
+            return (h * m).sum(dim=1) / keep.sum(dim=1, keepdim=True).to(h.dtype)
 
         return self._capture_layers(ids, mask, wanted, deepest, pool)
 

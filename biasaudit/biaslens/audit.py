@@ -1,9 +1,9 @@
 """Run BiasLens probe suites on a model: one concept extraction for every group, then every probe.
 
 All suites share one generic pool and one activation cache, so adding a suite costs only its new
-concepts. Category scores average the probes of a suite; their CI averages the probes' bootstrap
-replicates replicate by replicate (the replicates resample the same examples), so it is a real
-interval for the category mean, not a mean of intervals.
+concepts. Category scores average the probes of a suite; their CI averages the probes' half-sample
+estimates split by split (every probe's split s halves the same examples of a shared concept), so it is
+a real interval for the category mean, not a mean of intervals.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from biasaudit.backend.protocol import Backend
 from biasaudit.biaslens.probes import ProbeSuite, load_probe_suite, shipped_suites
-from biasaudit.biaslens.score import SPACES, BiasLens, BiasLensResult
+from biasaudit.biaslens.score import SPACES, BiasLens, BiasLensResult, half_sample_interval
 from biasaudit.concepts.extract import ACCURACY_THRESHOLD, ConceptExtractionConfig, ConceptExtractor
 from biasaudit.errors import InvalidRequestError
 
@@ -37,8 +37,7 @@ class BiasLensConfig:
     n_repeats: int = 5
     cv_repeats: int = 1
     pooling: str = "last"
-    n_bootstrap: int = 100
-    n_permutations: int = 100
+    n_splits: int = 50
     threshold: float = ACCURACY_THRESHOLD
     readable_by: str = "generic"
     seed: int = 0
@@ -62,6 +61,8 @@ class CategoryScore:
     n_scored: int
     traditional: dict[str, str]
     note: str | None = None
+    se: float | None = None
+    p_value: float | None = None
     space: str = "residual"
     sae: CategoryScore | None = None  # the SAE-space score beside a residual one (space "both")
 
@@ -116,8 +117,7 @@ class BiasLensAudit:
         lens = BiasLens(
             threshold=cfg.threshold,
             readable_by=cfg.readable_by,
-            n_bootstrap=cfg.n_bootstrap,
-            n_permutations=cfg.n_permutations,
+            n_splits=cfg.n_splits,
             seed=cfg.seed,
             n_jobs=cfg.n_jobs,
             space=space,
@@ -151,16 +151,18 @@ class BiasLensAudit:
 
 
 def category_score(suite: ProbeSuite, results: list[BiasLensResult], lens: BiasLens) -> CategoryScore:
-    """Mean probe score of a suite; CI from replicate-wise means of the probes' bootstrap replicates."""
+    """Mean probe score of a suite; se, CI and p from the split-by-split means of the probes' halves."""
     scored = [r for r in results if r.score is not None]
     out = CategoryScore(suite.category, None, None, len(results), len(scored), dict(suite.traditional))
     if not scored:
         out.note = "no probe had its target and references readable at any layer"
         return out
     out.score = float(np.mean([r.score for r in scored]))
-    replicated = [r.replicates for r in scored if r.replicates is not None]
-    if len(replicated) == len(scored):
-        out.ci = lens.interval(np.mean(np.stack(replicated), axis=0))
+    halves = [r.halves for r in scored if r.halves is not None]
+    if len(halves) == len(scored):
+        out.se, out.ci, out.p_value = half_sample_interval(
+            out.score, np.mean(np.stack(halves), axis=0), lens.confidence
+        )
     else:
-        out.note = "no CI: some probes had too few examples for bootstrap replicates"
+        out.note = "no CI: some probes had too few examples (or too unstable CAVs) for half-sample estimates"
     return out

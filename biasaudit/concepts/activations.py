@@ -5,7 +5,8 @@ re-run). ``ActivationStore`` answers from a disk cache keyed by (model fingerpri
 text hash) and computes only what is missing, in one streamed pass over the backend's
 ``iter_hidden_states`` (length-sorted batches, forward stopped after the deepest requested layer).
 
-Layout: ``<cache>/activations/<fingerprint>/<pooling>/layer-<L>/<shard>.npz``; each shard holds the
+Layout: ``<cache>/activations/<fingerprint>/<pooling>/layer-<L>/<shard>.npz`` (``<pooling>`` is "last" or
+"mean-skip1": mean pooling without position 0); each shard holds the
 SHA-256 of its texts (``keys``) and their float32 activations (``values``). Shards are written
 atomically and flushed every ``shard_size`` texts, so extraction memory is one shard, not the dataset.
 A shard that fails to load or does not match the model's width is deleted and recomputed, never reused.
@@ -79,7 +80,9 @@ class ActivationStore:
                 from biasaudit.models import cache_dir as default_cache_dir
 
                 cache_dir = default_cache_dir()
-            self.root = Path(cache_dir) / "activations" / backend.fingerprint / pooling
+            # "mean" folders written before position 0 was left out of the mean must not be reused.
+            folder = "mean-skip1" if pooling == "mean" else pooling
+            self.root = Path(cache_dir) / "activations" / backend.fingerprint / folder
         # In-memory index, loaded lazily per layer: text key -> vector.
         self._memory: dict[int, dict[str, np.ndarray]] = {}
         self.n_computed = 0

@@ -6,16 +6,24 @@ states. Ours (METHODS.md §1.3): L2 logistic regression, class-balanced, concept
 CAV = w / ||w||; k-fold held-out accuracy; R repeats, each against a fresh resample of the generic pool,
 give the mean CAV and its stability (mean pairwise cosine of the R CAVs; 1 = the direction does not
 depend on which generic text was drawn).
+
+Held-out accuracy is cross-validated by *group* when the examples say where they came from (``groups``:
+the template a sentence was built from, or the seed word, or the generation prompt): a fold holds out
+whole templates, so the accuracy measures reading the concept from a sentence the classifier has not
+seen the frame of, not recognising the template's other words. Row-level folds gave 1.0 at every layer
+of the default model (template sentences differ from generic ones in their frames), so choosing
+readable layers on them chose every layer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from biasaudit.errors import TooFewExamplesError
 
@@ -37,6 +45,9 @@ class CAVResult:
     # one). Template examples differ from generic text in sentence frame as well as concept, which
     # inflates ``accuracy``; concepts of one group share their frames, so this one measures the concept.
     within_group_accuracy: float | None = None
+    # What a cross-validation fold held out: "group" (whole templates, seed words or generation prompts,
+    # see ``group_labels``) or "sentence" (rows: examples without provenance, or too few groups).
+    cv_unit: str = "sentence"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -114,14 +125,25 @@ class ConceptActivationVector:
             raise ValueError("activations contain NaN or infinity")
         return X_c, X_g
 
-    def fit(self, X_concept: np.ndarray, X_generic: np.ndarray) -> ConceptActivationVector:
-        """Fit on concept activations (n_c, d) vs generic activations (n_g, d); returns self."""
+    def fit(
+        self,
+        X_concept: np.ndarray,
+        X_generic: np.ndarray,
+        groups_concept: Sequence[str] | None = None,
+        groups_generic: Sequence[str] | None = None,
+    ) -> ConceptActivationVector:
+        """Fit on concept activations (n_c, d) vs generic activations (n_g, d); returns self.
+
+        ``groups_*``: one group label per row (``group_labels``); with them the held-out accuracy
+        holds out whole groups (``held_out_accuracy``)."""
         X_c, X_g = self._check(X_concept, X_generic)
+        g_c, g_g = _check_groups(groups_concept, len(X_c)), _check_groups(groups_generic, len(X_g))
         rng = np.random.default_rng(self.random_state)
         self.offset_ = X_g.mean(axis=0) if self.center else np.zeros(X_c.shape[1])
         self.scale_ = float(np.linalg.norm(X_g - self.offset_, axis=1).mean()) or 1.0
         n = max(self.n_folds, round(self.subsample * min(len(X_c), len(X_g))))
         cavs, intercepts, accuracies = [], [], []
+        self.cv_unit_ = "sentence"
         for r in range(self.n_repeats):
             # Balanced classes by construction: n rows of each, drawn without replacement (no row can
             # sit on both sides of a fold split).
@@ -130,7 +152,11 @@ class ConceptActivationVector:
             X = (np.concatenate([X_c[c_idx], X_g[g_idx]]) - self.offset_) / self.scale_
             y = np.concatenate([np.ones(n), np.zeros(n)])
             if r < self.cv_repeats:
-                accuracies.append(held_out_accuracy(X, y, C=self.C, n_folds=self.n_folds, seed=self.random_state + r))
+                groups = None if g_c is None or g_g is None else np.concatenate([g_c[c_idx], g_g[g_idx]])
+                accuracy, self.cv_unit_ = held_out_accuracy(
+                    X, y, C=self.C, n_folds=self.n_folds, seed=self.random_state + r, groups=groups
+                )
+                accuracies.append(accuracy)
             clf = _classifier(self.C).fit(X, y)
             w = clf.coef_[0]
             cavs.append(w / max(np.linalg.norm(w), 1e-12))
@@ -171,6 +197,7 @@ class ConceptActivationVector:
             self.n_concept_,
             self.n_generic_,
             within_group_accuracy,
+            self.cv_unit_,
         )
 
 
@@ -180,30 +207,68 @@ def _classifier(C: float) -> LogisticRegression:
     return LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=2000)
 
 
-def held_out_accuracy(X: np.ndarray, y: np.ndarray, *, C: float, n_folds: int, seed: int) -> float:
-    """Stratified k-fold accuracy of the L2 logistic regression on (X, y)."""
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+def _check_groups(groups: Sequence[str] | None, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    out = np.asarray(list(groups), dtype=object)
+    if len(out) != n:
+        raise ValueError(f"got {len(out)} group labels for {n} rows")
+    return out
+
+
+def held_out_accuracy(
+    X: np.ndarray, y: np.ndarray, *, C: float, n_folds: int, seed: int, groups: np.ndarray | None = None
+) -> tuple[float, str]:
+    """k-fold accuracy of the L2 logistic regression on (X, y), and the unit the folds held out.
+
+    With ``groups`` (one label per row) folds hold out whole groups (``StratifiedGroupKFold``), with as
+    many folds as the class with the fewest groups allows (at most ``n_folds``); a class with a single
+    group cannot be held out that way, and the folds fall back to rows ("sentence")."""
+    if groups is not None:
+        k = min(n_folds, *(len(set(groups[y == label])) for label in np.unique(y)))
+        if k >= 2:
+            folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+            return _fold_accuracy(X, y, folds.split(X, y, groups), C), "group"
+    folds_rows = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return _fold_accuracy(X, y, folds_rows.split(X, y), C), "sentence"
+
+
+def _fold_accuracy(X: np.ndarray, y: np.ndarray, splits: Any, C: float) -> float:
     correct = 0
-    for train, test in folds.split(X, y):
+    for train, test in splits:
         clf = _classifier(C).fit(X[train], y[train])
         correct += int((clf.predict(X[test]) == y[test]).sum())
     return correct / len(y)
 
 
-def contrast_accuracy(X_a: np.ndarray, X_b: np.ndarray, *, C: float = 0.1, n_folds: int = 5, seed: int = 0) -> float:
-    """Held-out accuracy of telling rows of ``X_a`` from rows of ``X_b`` (balanced by subsampling the larger).
+def contrast_accuracy(
+    X_a: np.ndarray,
+    X_b: np.ndarray,
+    *,
+    C: float = 0.1,
+    n_folds: int = 5,
+    seed: int = 0,
+    groups_a: Sequence[str] | None = None,
+    groups_b: Sequence[str] | None = None,
+) -> float:
+    """Held-out accuracy of telling rows of ``X_a`` from rows of ``X_b`` (balanced by subsampling the larger);
+    with ``groups_*`` the folds hold out whole groups (see ``held_out_accuracy``).
 
     Scaled like ``ConceptActivationVector`` (centred on ``X_b``, divided by its mean norm) so ``C`` agrees.
     """
     rng = np.random.default_rng(seed)
     n = min(len(X_a), len(X_b))
-    a = np.asarray(X_a, dtype=np.float64)[rng.choice(len(X_a), size=n, replace=False)]
-    b = np.asarray(X_b, dtype=np.float64)[rng.choice(len(X_b), size=n, replace=False)]
+    ia = rng.choice(len(X_a), size=n, replace=False)
+    ib = rng.choice(len(X_b), size=n, replace=False)
+    a = np.asarray(X_a, dtype=np.float64)[ia]
+    b = np.asarray(X_b, dtype=np.float64)[ib]
     offset = b.mean(axis=0)
     scale = float(np.linalg.norm(b - offset, axis=1).mean()) or 1.0
     X = (np.concatenate([a, b]) - offset) / scale
     y = np.concatenate([np.ones(n), np.zeros(n)])
-    return held_out_accuracy(X, y, C=C, n_folds=n_folds, seed=seed)
+    g_a, g_b = _check_groups(groups_a, len(X_a)), _check_groups(groups_b, len(X_b))
+    groups = None if g_a is None or g_b is None else np.concatenate([g_a[ia], g_b[ib]])
+    return held_out_accuracy(X, y, C=C, n_folds=n_folds, seed=seed, groups=groups)[0]
 
 
 def pairwise_stability(vectors: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -225,13 +225,21 @@ def vectors_from_activations(
     model: str = "",
     fingerprint: str = "",
     progress: bool = False,
+    examples: Mapping[str, ConceptExamples] | None = None,
 ) -> ConceptVectors:
     """CAVs for every concept in ``activations`` ({"group/concept" or "generic": {layer: (n, d)}}).
 
     Each concept is fitted against "generic"; concepts sharing a group ("group/...") also get the
     within-group accuracy. The piece of ``ConceptExtractor.fit`` that needs no model, so precomputed
-    (or synthetic) activations work too.
+    (or synthetic) activations work too. ``examples`` (rows in the order of ``activations``) give the
+    cross-validation groups: the accuracy against generic text holds out whole templates (the frames
+    differ from generic text's, so sentence folds would read the frame), the within-group accuracy holds
+    out whole seed words (siblings share their frames, so held-out words are what is left to generalise to).
     """
+
+    def labels(key: str, by: Literal["template", "word"]) -> list[str] | None:
+        return examples[key].group_labels(by) if examples and key in examples else None
+
     if "generic" not in activations:
         raise InvalidRequestError("activations need a 'generic' entry (the negative class)")
     generic = activations["generic"]
@@ -251,13 +259,16 @@ def vectors_from_activations(
                     n_repeats=config.n_repeats,
                     cv_repeats=config.cv_repeats,
                     random_state=config.seed,
-                ).fit(activations[key][layer], generic[layer])
+                ).fit(activations[key][layer], generic[layer], labels(key, "template"), labels("generic", "template"))
                 within = None
                 if siblings:
                     rest = np.concatenate([activations[k][layer] for k in siblings])
+                    sibling_words = [labels(k, "word") for k in siblings]
                     within = contrast_accuracy(
-                        activations[key][layer], rest, C=config.C, n_folds=config.n_folds, seed=config.seed
-                    )
+                        activations[key][layer], rest, C=config.C, n_folds=config.n_folds, seed=config.seed,
+                        groups_a=labels(key, "word"),
+                        groups_b=None if None in sibling_words else [g for w in sibling_words for g in w or []],
+                    )  # fmt: skip
                 vectors[key][layer] = cav.cav_.astype(np.float32)
                 offsets[layer] = cav.offset_.astype(np.float32)
                 results.append(cav.result(key, layer, within))
@@ -360,8 +371,9 @@ class ConceptExtractor:
             key: {layer: acts[layer][[row[t] for t in ex.texts]] for layer in layers} for key, ex in examples.items()
         }
         self.vectors_ = vectors_from_activations(
-            self.activations_, cfg, model=backend.name, fingerprint=backend.fingerprint, progress=self.progress
-        )
+            self.activations_, cfg, model=backend.name, fingerprint=backend.fingerprint, progress=self.progress,
+            examples=examples,
+        )  # fmt: skip
         self.vectors_.examples = examples
         self.sae_results_ = self._sae_results(backend, sae, examples) if sae is not None else {}
         return self

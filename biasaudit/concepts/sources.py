@@ -79,6 +79,15 @@ class ConceptExamples:
     def __len__(self) -> int:
         return len(self.records)
 
+    def group_labels(self, by: Literal["template", "word"]) -> list[str] | None:
+        """One cross-validation group per example: the template it was built from (``by="template"``) or
+        its seed word (``by="word"``; for generated text, the word the prompt suggested). None when no
+        example records one (user text): folds then hold out single sentences."""
+        values = [getattr(r, by) for r in self.records]
+        if all(v is None for v in values):
+            return None
+        return [f"{by}:{v}" if v is not None else f"text:{r.text}" for v, r in zip(values, self.records, strict=True)]
+
     def save_jsonl(self, path: str | Path) -> Path:
         """One JSON record per line; the first line is a header with the concept and rejection counts."""
         path = Path(path)
@@ -218,13 +227,13 @@ def generated_examples(
         round_seed = seed * 1000 + round_
         outputs = _cached_generate(generator, prompts, round_seed, config, chat, cache_dir)
         fresh: list[ExampleRecord] = []
-        for prompt, raw in zip(prompts, outputs, strict=True):
+        for (_, _, word), prompt, raw in zip(cues, prompts, outputs, strict=True):
             text = first_sentence(raw)
             reason = reject_reason(text, min_words=config.min_words, max_words=config.max_words)
             if reason:
                 rejected[reason] += 1
                 continue
-            fresh.append(ExampleRecord(text=text, source="generated", prompt=prompt, seed=round_seed))
+            fresh.append(ExampleRecord(text=text, source="generated", prompt=prompt, seed=round_seed, word=word))
         pool = records + fresh
         drop = set(near_duplicates([r.text for r in pool], config.near_duplicate_threshold))
         rejected["duplicate"] += len(drop)

@@ -35,8 +35,7 @@ def synthetic(association: float, seed: int = 0, layers=(1, 2)):
 
 def lens_for(acts, sae=None, **kw):
     vectors = vectors_from_activations(acts, CONFIG)
-    kw.setdefault("n_bootstrap", 60)
-    kw.setdefault("n_permutations", 60)
+    kw.setdefault("n_splits", 30)
     return BiasLens(threshold=0.6, **kw).fit(vectors, acts, sae=sae)
 
 
@@ -49,43 +48,64 @@ def test_planted_association_is_significant_with_the_right_sign():
     assert result.sample_score is not None and result.sample_score > 0
     assert result.sample_ci is not None and result.sample_ci[0] > 0
     assert result.p_value is not None and result.p_value < 0.05
-    # Per-layer score is exactly the difference of the two cosines.
+    # Per-layer raw score is exactly the difference of the two cosines; the corrected one is larger
+    # (reliabilities < 1 pull the raw score towards 0) and so is the corrected aggregate.
     for layer in result.layers:
-        assert layer.score == pytest.approx(layer.cos_a - layer.cos_b)
+        assert layer.raw_score == pytest.approx(layer.cos_a - layer.cos_b)
+        assert layer.score is not None and layer.score > layer.raw_score > 0
+    assert result.score == pytest.approx(np.mean([x.score for x in result.layers]))
+    assert result.raw_score is not None and 0 < result.raw_score < result.score
+    assert set(result.reliability) == {"tgt/t", "ref/a", "ref/b"}
+    assert all(0 < r < 1 for r in result.reliability.values())
 
 
-def test_scores_are_antisymmetric_in_the_references():
+def test_swapping_the_references_flips_every_number_exactly():
+    """Splits are seeded per concept, not per ordered pair: (B, A) is (A, B) with every sign flipped,
+    the same standard error and the same p-value."""
     acts = synthetic(association=1.0)
     lens = lens_for(acts)
     ab, ba = lens.score("t", ("a", "b")), lens.score("t", ("b", "a"))
-    assert ab.score == pytest.approx(-ba.score)
-    assert ab.sample_score == pytest.approx(-ba.sample_score)
+    assert ab.score == -ba.score and ab.raw_score == -ba.raw_score and ab.sample_score == -ba.sample_score
+    assert ab.se == ba.se and ab.p_value == ba.p_value
+    assert ab.ci == (-ba.ci[1], -ba.ci[0]) and ab.sample_ci == (-ba.sample_ci[1], -ba.sample_ci[0])
     for x, y in zip(ab.layers, ba.layers, strict=True):
-        assert x.score == pytest.approx(-y.score)
+        assert x.score == -y.score and x.raw_score == -y.raw_score and x.se == y.se
+    np.testing.assert_array_equal(ab.halves, -ba.halves)
     flipped = ab.antisymmetric()
-    assert flipped.score == pytest.approx(ba.score) and flipped.reference_a == "ref/b"
-    assert flipped.ci == pytest.approx((-ab.ci[1], -ab.ci[0]))
+    assert flipped.reference_a == "ref/b"
+    assert flipped.to_dict() == ba.to_dict()
+
+
+def test_half_sample_interval_known_answer():
+    from scipy.stats import norm
+
+    from biasaudit.biaslens.score import half_sample_interval
+
+    halves = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])  # differences 1, -2, 0
+    se, ci, p = half_sample_interval(0.5, halves)
+    assert se == pytest.approx(np.sqrt((1 + 4 + 0) / 3 / 4))
+    assert ci == pytest.approx((0.5 - norm.ppf(0.975) * se, 0.5 + norm.ppf(0.975) * se))
+    assert p == pytest.approx(2 * norm.sf(0.5 / se))
+    assert half_sample_interval(0.0, np.ones((4, 2)))[2] is None  # no spread: no p-value
 
 
 def test_planted_null_is_rarely_significant():
     p_values = []
     for seed in range(8):
-        result = lens_for(synthetic(association=0.0, seed=seed), n_bootstrap=0, n_permutations=40).score(
-            "t", ("a", "b")
-        )
+        result = lens_for(synthetic(association=0.0, seed=seed), n_splits=20).score("t", ("a", "b"))
         p_values.append(result.p_value)
-    # Under the null p-values are roughly uniform: most exceed 0.05.
+    # Under the null p-values are roughly uniform: most exceed 0.05 (size is checked in tests/stats).
     assert sum(p > 0.05 for p in p_values) >= 6
 
 
 def test_unreadable_layers_and_bad_requests():
     acts = synthetic(association=1.0)
     vectors = vectors_from_activations(acts, CONFIG)
-    strict = BiasLens(threshold=1.01, n_bootstrap=0, n_permutations=0).fit(vectors, acts)
+    strict = BiasLens(threshold=1.01, n_splits=0).fit(vectors, acts)
     result = strict.score("t", ("a", "b"))
     assert result.score is None and result.aggregate_layers == [] and "readable" in result.note
     assert len(result.layers) == 2  # per-layer scores are still reported
-    lens = BiasLens(n_bootstrap=0, n_permutations=0).fit(vectors, acts)
+    lens = BiasLens(n_splits=0).fit(vectors, acts)
     with pytest.raises(InvalidRequestError, match="three different"):
         lens.score("t", ("a", "a"))
     with pytest.raises(InvalidRequestError, match="no concept"):
@@ -96,6 +116,8 @@ def test_unreadable_layers_and_bad_requests():
         BiasLens().fit(vectors, {k: v for k, v in acts.items() if k != "generic"})
     with pytest.raises(InvalidRequestError, match="readable_by"):
         BiasLens(readable_by="sometimes").fit(vectors, acts)
+    with pytest.raises(InvalidRequestError, match="n_splits"):
+        BiasLens(n_splits=-1).fit(vectors, acts)
 
 
 def test_too_few_examples_gives_a_note_not_a_ci():
@@ -104,16 +126,16 @@ def test_too_few_examples_gives_a_note_not_a_ci():
     few = {k: ({layer: x[:8] for layer, x in v.items()} if k == "tgt/t" else v) for k, v in acts.items()}
     result = BiasLens(threshold=0.0).fit(vectors, few).score("t", ("a", "b"))
     assert result.score is not None and result.ci is None and result.p_value is None
-    assert "too few" in result.note
+    assert result.score == result.raw_score and "too few" in result.note and "not corrected" in result.note
 
 
 def test_parallel_refits_give_identical_results():
-    """Replicates are seeded per (replicate, concept): n_jobs changes the speed, never the numbers."""
+    """Halves are seeded per (split, concept): n_jobs changes the speed, never the numbers."""
     acts = synthetic(association=1.0)
-    serial = lens_for(acts, n_bootstrap=20, n_permutations=20).score("t", ("a", "b"))
-    parallel = lens_for(acts, n_bootstrap=20, n_permutations=20, n_jobs=2).score("t", ("a", "b"))
-    assert parallel.ci == serial.ci and parallel.p_value == serial.p_value
-    np.testing.assert_array_equal(parallel.replicates, serial.replicates)
+    serial = lens_for(acts, n_splits=10).score("t", ("a", "b"))
+    parallel = lens_for(acts, n_splits=10, n_jobs=2).score("t", ("a", "b"))
+    assert parallel.to_dict() == serial.to_dict()
+    np.testing.assert_array_equal(parallel.halves, serial.halves)
 
 
 class ModelShape:

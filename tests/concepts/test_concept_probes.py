@@ -3,6 +3,7 @@ keep their concepts separable, and a malformed group fails naming the field."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,39 @@ def test_malformed_group_names_the_field(tmp_path, break_it, match):
     with pytest.raises(ProbeValidationError, match=match) as excinfo:
         load_concept_group(path)
     assert str(path) in str(excinfo.value)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.replace(PLACEHOLDER, " ").lower())
+
+
+def concept_markers(group: ConceptGroup) -> set[str]:
+    """What marks a group's concepts: every seed word or phrase ("value for money"), and each concept's
+    own template words that not all of its siblings' templates share (he/his vs she/her), not the frame
+    words every concept uses."""
+    markers = {" ".join(_words(w)) for spec in group.concepts for w in spec.seed_words}
+    own = [{w for t in spec.templates for w in _words(t)} for spec in group.concepts]
+    common = set.intersection(*own) if own else set()
+    for template_words in own:
+        markers |= template_words - common
+    return markers - {""}
+
+
+def test_the_generic_pool_carries_no_word_of_any_concept_group():
+    """Every CAV is fitted against the generic pool; a concept word in it (a male subject, "He pointed at
+    the ...") would build an asymmetry into every probe that uses that concept's group."""
+    generic = load_concept_group("generic")
+    texts = [*generic.templates, *(w for spec in generic.concepts for w in spec.seed_words)]
+    padded = [f" {' '.join(_words(t))} " for t in texts]
+    for stem in STEMS:
+        group = load_concept_group(stem)
+        if group.kind == "generic":
+            continue
+        clash = sorted({m for m in concept_markers(group) for text in padded if f" {m} " in text})
+        assert not clash, f"generic.yaml uses {clash}, marking the {stem} concepts"
+
+
+def test_concept_markers_are_the_gender_words_not_the_frame():
+    markers = concept_markers(load_concept_group("gender"))
+    assert {"he", "his", "she", "her", "man", "woman", "father in law"} <= markers
+    assert not {"the", "said", "would", "home"} & markers  # frame words shared by both concepts
