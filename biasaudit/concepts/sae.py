@@ -85,6 +85,10 @@ class LoadedSAE:
     d_sae: int
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # What ``encode`` does to a raw Hugging Face residual stream before the SAE sees it, so that it is the
+    # activation the SAE was trained on (``input_transform``): None, or "center" (subtract each vector's
+    # mean over d_model, what TransformerLens's ``center_writing_weights`` does to every residual stream).
+    input_transform: str | None = None
 
     @property
     def k(self) -> int | None:
@@ -112,7 +116,8 @@ def load_sae(source: str | Path, *, backend: Backend, layer: int | None = None, 
                 f"{spec!r} is a folder but has no cfg.json; an sae-lens SAE folder holds cfg.json and "
                 "sae_weights.safetensors (`biasaudit sae train` writes one)"
             )
-        sae = SAE.load_from_disk(path, device=device)
+        with _transform_handled():
+            sae = SAE.load_from_disk(path, device=device)
         _fold_external_normalisation(sae, path)
     else:
         release = _pretrained_release(spec)
@@ -163,7 +168,27 @@ def _check_fits(sae: SAE[Any], source: str, backend: Backend, layer: int | None)
             f"({metadata.get('model_name')}), not {backend.name} ({own}); latents may mean nothing here",
             stacklevel=3,
         )
-    return LoadedSAE(sae, sae_layer, hook_name, d_in, d_sae, source, metadata)
+    return LoadedSAE(sae, sae_layer, hook_name, d_in, d_sae, source, metadata, input_transform(metadata, backend))
+
+
+def input_transform(metadata: dict[str, Any], backend: Backend) -> str | None:
+    """How a Hugging Face residual stream differs from the one an SAE release was trained on.
+
+    sae-lens trains on TransformerLens models loaded with ``from_pretrained_no_processing(**kwargs)``
+    and records ``kwargs`` as ``model_from_pretrained_kwargs`` (e.g. ``gpt2-small-res-jb``:
+    ``center_writing_weights: true``). Of TransformerLens's weight processing, only
+    ``center_writing_weights`` changes the residual stream itself: every weight and bias that writes to
+    it (W_E, W_pos, W_O, b_O, W_out, b_out) is centred over d_model, so the stream, their sum, is the
+    Hugging Face stream minus its mean over d_model. ``fold_ln``, ``fold_value_biases`` and
+    ``refactor_factored_attn_matrices`` leave it as it is, and TransformerLens skips the centring for
+    RMSNorm models (a LayerNorm-free stream is not invariant to it)."""
+    kwargs = metadata.get("model_from_pretrained_kwargs") or {}
+    if not kwargs.get("center_writing_weights"):
+        return None
+    config = getattr(getattr(backend, "model", None), "config", None)
+    if config is not None and getattr(config, "rms_norm_eps", None) is not None:
+        return None
+    return "center"
 
 
 def _fold_external_normalisation(sae: SAE[Any], folder: Path) -> None:
@@ -198,6 +223,15 @@ def _pretrained_release(spec: str) -> str | None:
 
 
 @contextmanager
+def _transform_handled() -> Iterator[None]:
+    """Silence sae-lens's advice to load the model with the release's TransformerLens kwargs: ``encode``
+    applies what those kwargs do to the residual stream (``input_transform``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        yield
+
+
+@contextmanager
 def _hub_offline() -> Iterator[None]:
     """Make huggingface_hub read its cache only (fast failure instead of ~30 s of retries)."""
     from huggingface_hub import constants
@@ -216,8 +250,9 @@ def _load_pretrained(sae_class: Any, release: str, sae_id: str, device: str) -> 
     online = hub_reachable()
     try:
         if online:
-            return sae_class.from_pretrained(release, sae_id, device=device)
-        with _hub_offline():
+            with _transform_handled():
+                return sae_class.from_pretrained(release, sae_id, device=device)
+        with _hub_offline(), _transform_handled():
             return sae_class.from_pretrained(release, sae_id, device=device)
     except ValueError as exc:  # sae-lens: unknown sae_id in a known release
         raise SAENotFoundError(str(exc)) from exc
@@ -235,13 +270,17 @@ def encode(loaded: LoadedSAE, activations: np.ndarray, *, batch_size: int = 4096
     """SAE latents of raw residual-stream activations: (n, d_in) -> (n, d_sae) float32, batched, no grad.
 
     Any normalisation the SAE expects is either inside ``sae.encode`` (``layer_norm``,
-    ``constant_norm_rescale``) or was folded into its weights by ``load_sae``.
+    ``constant_norm_rescale``) or was folded into its weights by ``load_sae``; the residual-stream
+    transformation a release was trained with (``LoadedSAE.input_transform``) is applied here. Centring
+    commutes with pooling over tokens, so pooled activations get the same input as per-token ones.
     """
     import torch
 
     x = np.asarray(activations)
     if x.ndim != 2 or x.shape[1] != loaded.d_in:
         raise SAEMismatchError(f"activations must be (n, {loaded.d_in}), got {x.shape}")
+    if loaded.input_transform == "center":
+        x = x - x.mean(axis=1, keepdims=True)
     out = np.empty((len(x), loaded.d_sae), dtype=np.float32)
     sae = loaded.sae
     with torch.inference_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -201,3 +202,83 @@ def test_concept_analysis_checks_texts_match_rows(tmp_path):
     analysis = SAEConceptAnalysis(load_sae(path, backend=StubBackend()), fit_cav=False)
     with pytest.raises(SAEMismatchError, match="one text per activation row"):
         analysis.fit(concept, generic, ["only one"], ["g"] * len(generic))
+
+
+def tiny_gpt2_in_both_libraries(vocab_size: int):
+    """One random GPT-2 (LayerNorm) as a Hugging Face model and as a TransformerLens HookedTransformer
+    with the weight processing sae-lens uses for ``center_writing_weights: true`` releases (no hub)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=4))
+    hf = hf.eval().requires_grad_(False)
+    with torch.no_grad():  # biases far from zero, so that an uncentred stream is visibly off
+        for name, param in hf.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.5)
+    cfg = HookedTransformerConfig(
+        n_layers=2, d_model=32, n_ctx=64, d_head=8, n_heads=4, d_mlp=128, d_vocab=vocab_size, act_fn="gelu_new",
+        normalization_type="LN", eps=1e-5, original_architecture="GPT2LMHeadModel",
+        positional_embedding_type="standard",
+    )  # fmt: skip
+    tl = HookedTransformer(cfg)
+    tl.load_and_process_state_dict(
+        convert_gpt2_weights(hf, cfg), fold_ln=False, center_writing_weights=True, center_unembed=False,
+        fold_value_biases=False, refactor_factored_attn_matrices=False,
+    )  # fmt: skip
+    return hf, tl.eval()
+
+
+def test_published_sae_gets_the_residual_stream_transformerlens_gave_it(tmp_path, tokenizer):
+    """An SAE released with ``model_from_pretrained_kwargs: {center_writing_weights: true}`` was trained on
+    TransformerLens's centred residual stream; ``encode`` of our Hugging Face hook's activations must give
+    the same latents as the SAE on ``run_with_cache``'s activations (and the raw stream must not)."""
+    from sae_lens import SAE
+
+    from biasaudit.backend.hf import HFBackend
+
+    hf, tl = tiny_gpt2_in_both_libraries(len(tokenizer))
+    backend = HFBackend(hf, tokenizer, progress=False)
+    texts = ["The nurse said she would be home by six.", "A bicycle leaned on the fence."]
+    layer = 1
+    hook = layer_to_hook(layer)
+    save_sae(tmp_path / "released", d_in=32, d_sae=16, hook_name=hook, architecture="standard")
+    cfg_path = tmp_path / "released" / "cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["metadata"]["model_from_pretrained_kwargs"] = {"center_writing_weights": True}
+    cfg_path.write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sae-lens's "load the model with these kwargs" is handled, not shown
+        loaded = load_sae(tmp_path / "released", backend=backend)
+    assert loaded.input_transform == "center"
+    states = list(backend.iter_token_states(texts, [layer], skip_positions=0))
+    ours = np.concatenate([s.values[layer] for s in states])
+    theirs = []
+    for text in texts:
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])
+        _, cache = tl.run_with_cache(ids, names_filter=hook)
+        theirs.append(cache[hook][0].numpy())
+    theirs = np.concatenate(theirs)
+    assert np.abs(ours - theirs).max() > 0.1  # the raw Hugging Face stream is not what the SAE saw
+    np.testing.assert_allclose(ours - ours.mean(axis=1, keepdims=True), theirs, atol=1e-4)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = SAE.load_from_disk(tmp_path / "released").encode(torch.from_numpy(theirs)).numpy()
+    np.testing.assert_allclose(encode(loaded, ours), expected, atol=1e-4)
+
+
+def test_rmsnorm_models_and_unprocessed_releases_get_the_raw_stream():
+    from biasaudit.concepts.sae import input_transform
+
+    class WithConfig:
+        def __init__(self, **config):
+            self.model = type("M", (), {"config": type("C", (), config)()})()
+
+    centred = {"model_from_pretrained_kwargs": {"center_writing_weights": True}}
+    assert input_transform(centred, WithConfig(layer_norm_epsilon=1e-5)) == "center"
+    # TransformerLens skips the centring for RMSNorm models.
+    assert input_transform(centred, WithConfig(rms_norm_eps=1e-6)) is None
+    assert input_transform({"model_from_pretrained_kwargs": {"fold_ln": False}}, WithConfig()) is None
+    assert input_transform({}, WithConfig()) is None
