@@ -18,6 +18,7 @@ Run from the repository root::
     python benchmarks/validate_biaslens.py              # full: all 8 categories, all items
     python benchmarks/validate_biaslens.py --quick      # 3 categories, 60 examples, 200 items
     python benchmarks/validate_biaslens.py --rescore    # table and rho again from the saved JSON
+    python benchmarks/validate_biaslens.py --parts biaslens   # rerun BiasLens, keep the other parts' runs
 
 It prints the table and writes ``benchmarks/results/validate_biaslens.json``. Without
 ``../shared/data`` it says "skipped" and exits 0.
@@ -75,6 +76,7 @@ def traditional_scores(results: dict[str, dict[str, Any]]) -> dict[str, dict[str
     return out
 
 
+PARTS = ("biaslens", "crows_pairs", "bbq", "stereoset")
 METRIC_DATASET = {"crows_pairs": "crows_pairs", "bbq_ambig": "bbq", "bbq_disambig": "bbq", "stereoset": "stereoset"}
 
 
@@ -110,6 +112,11 @@ def main() -> int:
     parser.add_argument("--n-examples", type=int, default=200, help="examples per concept (and generic)")
     parser.add_argument("--model", default="default", help="model spec (default: the embedded SmolLM2-135M)")
     parser.add_argument("--rescore", action="store_true", help="recompute table and rho from --out (no model)")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"what to (re)run, comma-separated from {','.join(PARTS)}; the rest is kept from --out",
+    )
     args = parser.parse_args()
     console = Console()
     if args.rescore:
@@ -122,30 +129,39 @@ def main() -> int:
     n_examples = args.n_examples
     if args.quick:
         suites, limit, n_examples = ["gender", "religion", "disability"], limit or 200, 60
-    machine = machine_info()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown --parts {unknown}; choose from {PARTS}")
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    kept = [p for p in PARTS if p not in parts]
+    missing = [p for p in kept if p not in earlier.get("runs", {})]
+    if missing:
+        parser.error(f"{args.out} has no earlier run of {missing} to keep; add them to --parts")
     backend = HFBackend.from_spec(args.model)
-    timings: dict[str, float] = {}
-
-    start = time.perf_counter()
-    audit = BiasLensAudit(
-        BiasLensConfig(suites=suites, n_examples=n_examples, n_generic=n_examples, n_bootstrap=200, seed=args.seed)
-    ).run(backend)
-    timings["biaslens"] = time.perf_counter() - start
-    lens = audit.to_dict()
-
-    raw: dict[str, dict[str, Any]] = {}
-    for name in ("crows_pairs", "bbq", "stereoset"):
+    command = "python benchmarks/validate_biaslens.py " + " ".join(sys.argv[1:])
+    # Each part records how and when it ran, so a table assembled from several runs says so.
+    runs = {p: earlier["runs"][p] for p in kept}
+    timings = {p: earlier["timings_s"][p] for p in kept}
+    raw: dict[str, dict[str, Any]] = {p: earlier["traditional_raw"][p] for p in kept if p != "biaslens"}
+    lens = earlier.get("biaslens") if "biaslens" in kept else None
+    for part in parts:
         start = time.perf_counter()
-        raw[name] = run_benchmark(
-            name, backend, limit=limit, seed=args.seed, source=args.data_dir / name
-        )  # fmt: skip
-        timings[name] = time.perf_counter() - start
+        if part == "biaslens":
+            lens = BiasLensAudit(
+                BiasLensConfig(suites=suites, n_examples=n_examples, n_generic=n_examples, seed=args.seed)
+            ).run(backend).to_dict()  # fmt: skip
+        else:
+            raw[part] = run_benchmark(part, backend, limit=limit, seed=args.seed, source=args.data_dir / part)
+        timings[part] = time.perf_counter() - start
+        runs[part] = {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info()}
+    assert lens is not None
     payload = {
-        "command": "python benchmarks/validate_biaslens.py " + " ".join(sys.argv[1:]),
+        "command": command,
+        "runs": runs,
         "model": backend.name,
-        "machine": machine,
         "suites": suites,
-        "traditional_raw": raw,
+        "traditional_raw": {p: raw[p] for p in PARTS if p in raw},
         "biaslens": lens,
         "timings_s": timings,
         "paper_claim": "Spearman rho > 0.85 against traditional metrics (Gao et al. 2025)",

@@ -179,3 +179,15 @@ def test_sae_space_needs_an_sae_at_an_extracted_layer(tmp_path):
         BiasLens(space="latent").fit(vectors, acts)
     with pytest.raises(InvalidRequestError, match="no activations there"):
         BiasLens(space="both").fit(vectors, acts, sae=split_sign_sae(tmp_path))
+
+
+def test_a_cav_fitted_on_noise_gets_no_corrected_score():
+    """A target with no signal has a split-half cosine near 0: correcting by 1/r would amplify noise."""
+    acts = synthetic(association=1.0)
+    rng = np.random.default_rng(3)
+    acts["tgt/t"] = {layer: rng.normal(size=(N, D)) for layer in acts["tgt/t"]}
+    result = (
+        BiasLens(threshold=0.0, n_splits=10).fit(vectors_from_activations(acts, CONFIG), acts).score("t", ("a", "b"))
+    )
+    assert result.score is None and result.ci is None and result.raw_score is not None
+    assert "too unstable" in result.note and "tgt/t" in result.note
