@@ -7,7 +7,9 @@ lm-evaluation-harness's ``crows_pairs_english`` does, and prefers the stereotype
 ``log p(sent_more) > log p(sent_less)``. Reported, overall and per bias type:
 
 * ``pct_stereotype``: % of pairs where the stereotype is preferred (50 = no preference), with a 95%
-  bootstrap interval over pairs;
+  Wilson score interval over pairs (each pair was written on its own, so pairs are the independent
+  unit; a score interval keeps its coverage in a bias type of 50 pairs at 90 %, where a bootstrap does
+  not);
 * ``likelihood_diff``: mean |log p(sent_more) − log p(sent_less)| (lm-eval's second metric).
 
 Direction. For ``stereo_antistereo == "antistereo"`` rows the dataset keeps its convention: ``sent_more``
@@ -29,7 +31,7 @@ import numpy as np
 
 from biasaudit.backend.protocol import Backend
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import Estimate, estimate, group_indices, percent, stratified_sample
+from biasaudit.metrics.common import Estimate, group_indices, proportion, stratified_sample
 from biasaudit.metrics.sources import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_table
 
 FILE_NAME = "crows_pairs_anonymized.csv"
@@ -142,8 +144,9 @@ class CrowSPairs:
     Parameters
     ----------
     limit: score at most this many pairs, a seeded subset stratified by bias type (None: all).
-    seed: seed of that subset and of the bootstrap.
-    n_bootstrap: bootstrap resamples for the 95% intervals.
+    seed: seed of that subset.
+    n_bootstrap: kept for compatibility and recorded in ``params``; the intervals are score intervals
+        and resample nothing.
     """
 
     def __init__(self, *, limit: int | None = None, seed: int = 0, n_bootstrap: int = 1000) -> None:
@@ -171,6 +174,7 @@ class CrowSPairs:
             "source": str(source) if source is not None else None,
             "n_available": n_available,
             "scoring": "summed log-likelihood of each full sentence, empty context (lm-eval crows_pairs_english)",
+            "interval": "Wilson score interval over pairs",
         }
         return CrowSPairsResult(
             params=params,
@@ -189,7 +193,7 @@ class CrowSPairs:
         less = np.array([s.logprob_less for s in items], dtype=np.float64)
         return CrowSPairsScores(
             n_pairs=len(items),
-            pct_stereotype=estimate(more > less, percent, n_bootstrap=self.n_bootstrap, seed=self.seed),
+            pct_stereotype=proportion(more > less, unit="pairs"),
             likelihood_diff=float(np.abs(more - less).mean()) if items else None,
             n_ties=int((more == less).sum()),
         )

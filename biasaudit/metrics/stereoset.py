@@ -24,11 +24,26 @@ Metrics (the authors' ``evaluation.py``), on 0 .. 100, per bias type and overall
 
 As in ``evaluation.py``, SS and LMS are first computed per target term (``target``: "chess player",
 "Ethiopia", ...) and then averaged over terms, and ICAT comes from those averages; "overall" pools both
-tasks' examples per term. The 95% intervals resample examples and recompute these term averages.
+tasks' examples per term.
+
+Intervals (95%). The examples of one target term share its stereotypes, and the scores weigh every
+term alike, so the term is the unit of uncertainty: the intervals speak for target terms like these,
+not only for the examples drawn.
+
+* SS and LMS are weighted shares (of examples won by the stereotype; of comparisons won by a
+  meaningful candidate), each example weighted 1 / (number of terms × examples of its term): Wilson
+  score intervals on the effective sample size over terms (``biasaudit.stats.effective_sample_size``),
+  which stay honest near 100 (LMS) and with a dozen terms, where a bootstrap over terms does not.
+* ICAT = LMS · min(SS, 100 − SS) / 50 has a kink at SS = 50, where an interval around its point
+  estimate misses (the estimate sits below the truth there, and a bootstrap inherits that). Its
+  interval is the range of ICAT over the box of the LMS and SS intervals: it reaches the kink when
+  the SS interval holds 50, and away from it its half-width |∂ICAT/∂LMS|·h_LMS + |∂ICAT/∂SS|·h_SS is
+  never below the delta method's, whatever the correlation of the two estimates (triangle inequality).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +53,7 @@ import numpy as np
 
 from biasaudit.backend.protocol import Backend
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import Estimate, estimate, group_indices, stratified_sample
+from biasaudit.metrics.common import MIN_CI_ITEMS, Estimate, group_indices, proportion, stratified_sample
 from biasaudit.metrics.sources import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
 
 FILE_NAME = "stereoset_dev_flat.jsonl"
@@ -160,27 +175,18 @@ class StereoSetResult:
         return out
 
 
-def _term_means(rows: np.ndarray) -> tuple[float, float]:
-    """(LMS, SS), each averaged over terms. rows: (n, 3) of (term id, pro 0/1, related 0..2)."""
-    terms = rows[:, 0].astype(np.int64)
-    count = np.bincount(terms)
-    present = count > 0
-    ss = 100.0 * np.bincount(terms, weights=rows[:, 1])[present] / count[present]
-    lms = 100.0 * np.bincount(terms, weights=rows[:, 2])[present] / (2.0 * count[present])
-    return float(lms.mean()), float(ss.mean())
-
-
-def _lms(rows: np.ndarray) -> float:
-    return _term_means(rows)[0]
-
-
-def _ss(rows: np.ndarray) -> float:
-    return _term_means(rows)[1]
-
-
-def _icat(rows: np.ndarray) -> float:
-    lms, ss = _term_means(rows)
+def _icat(lms: float, ss: float) -> float:
     return lms * min(ss, 100.0 - ss) / 50.0
+
+
+def icat_interval(lms: tuple[float, float], ss: tuple[float, float]) -> tuple[float, float]:
+    """The range of ICAT over LMS in ``lms`` and SS in ``ss`` (both on 0 .. 100).
+
+    min(SS, 100 − SS) over an interval is smallest at an end and largest at 50 when the interval holds
+    it (else at the end nearer 50); ICAT grows with LMS.
+    """
+    closeness = (min(ss[0], 100.0 - ss[1]), 50.0 if ss[0] <= 50.0 <= ss[1] else min(ss[1], 100.0 - ss[0]))
+    return lms[0] * closeness[0] / 50.0, lms[1] * closeness[1] / 50.0
 
 
 class StereoSet:
@@ -189,8 +195,9 @@ class StereoSet:
     Parameters
     ----------
     limit: score at most this many examples, a seeded subset stratified by task × bias type (None: all).
-    seed: seed of that subset and of the bootstrap.
-    n_bootstrap: bootstrap resamples for the 95% intervals (over examples).
+    seed: seed of that subset.
+    n_bootstrap: kept for compatibility and recorded in ``params``; the intervals are score intervals
+        (module docstring) and resample nothing.
     tasks: which of "intrasentence", "intersentence" to run.
     """
 
@@ -230,6 +237,7 @@ class StereoSet:
             "source": str(source) if source is not None else None,
             "n_available": n_available,
             "scoring": "mean log-probability per token of each candidate (StereoSet generative-model code)",
+            "interval": "Wilson on the effective sample size over target terms; ICAT: projection of 97.5% LMS, SS",
         }
         return StereoSetResult(
             params=params,
@@ -248,14 +256,37 @@ class StereoSet:
         groups = group_indices([s.bias_type for s in scored])
         return {k: self._scores([scored[i] for i in ix]) for k, ix in groups.items()}
 
-    def _scores(self, scored: Sequence[StereoSetScore]) -> StereoSetScores:
-        term_ids = {t: i for i, t in enumerate(dict.fromkeys(s.target for s in scored))}
-        rows = np.array([(term_ids[s.target], s.pro, s.n_related) for s in scored], dtype=np.float64).reshape(-1, 3)
-        kw = {"n_bootstrap": self.n_bootstrap, "seed": self.seed}
-        return StereoSetScores(
-            n_examples=len(scored),
-            n_terms=len(term_ids),
-            lms=estimate(rows, _lms, **kw),
-            ss=estimate(rows, _ss, **kw),
-            icat=estimate(rows, _icat, **kw),
-        )
+    @staticmethod
+    def _scores(scored: Sequence[StereoSetScore]) -> StereoSetScores:
+        """LMS, SS and ICAT of one group, with intervals over its target terms."""
+        n = len(scored)
+        terms = np.array([s.target for s in scored], dtype=object)
+        counts = dict(zip(*np.unique(terms, return_counts=True), strict=True)) if n else {}
+        if n == 0:
+            empty = Estimate(None, None, 0, "no items")
+            return StereoSetScores(n_examples=0, n_terms=0, lms=empty, ss=empty, icat=empty)
+        # evaluation.py's average over terms of each term's share, as one share with example weights
+        weights = np.array([1.0 / counts[t] for t in terms]) / len(counts)
+        pro = np.array([s.pro for s in scored], dtype=bool)
+        # LMS counts two comparisons per example: stereotype vs unrelated, anti-stereotype vs unrelated
+        related = np.array([(s.scores[0] > s.scores[2], s.scores[1] > s.scores[2]) for s in scored], dtype=bool)
+        kw: dict[str, Any] = {"min_items": 0, "cluster_unit": "target term"}
+
+        lms = proportion(related.reshape(-1), clusters=np.repeat(terms, 2), weights=np.repeat(weights, 2), **kw)
+        lms = dataclasses.replace(lms, n=n)
+        ss = proportion(pro, clusters=terms, weights=weights, **kw)
+        icat = _icat(100.0 * float(weights @ related.mean(axis=1)), 100.0 * float(weights @ pro))
+        if n < MIN_CI_ITEMS:
+            note = f"only {n} examples: too few for a 95% interval (need {MIN_CI_ITEMS})"
+            return StereoSetScores(
+                n_examples=n,
+                n_terms=len(counts),
+                lms=Estimate(lms.value, None, n, note),
+                ss=Estimate(ss.value, None, n, note),
+                icat=Estimate(icat, None, n, note),
+            )
+        if lms.ci95 is None or ss.ci95 is None:  # one term
+            icat_estimate = Estimate(icat, None, n, ss.note)
+        else:
+            icat_estimate = Estimate(icat, icat_interval(lms.ci95, ss.ci95), n)
+        return StereoSetScores(n_examples=n, n_terms=len(counts), lms=lms, ss=ss, icat=icat_estimate)

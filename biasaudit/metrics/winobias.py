@@ -15,7 +15,14 @@ mentions; the pronoun asked about is the second bracketed span. Pro and anti ver
 the pronoun, so the candidates' own lengths and frequencies cancel in the gap.
 
 Reported per type and overall: accuracy on pro and anti sentences (%), and the gap pro − anti
-(percentage points; 0 = unbiased) with a bootstrap interval over pro/anti pairs.
+(percentage points; 0 = unbiased).
+
+Intervals (95%): the unit is the pro/anti pair, since both sentences of a pair are one sentence with the
+pronoun swapped. Accuracies: Wilson score intervals; the gap: Newcombe's interval for a difference of
+paired proportions, which uses the pairs the two versions disagree on (a bootstrap of a gap resting on
+a handful of such pairs covers badly). The authors write each occupation pair and verb twice, once per
+referent (sentence ids 2k − 1 and 2k); those two pairs are treated as a cluster
+(``biasaudit.stats.effective_sample_size``).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 from biasaudit.backend.protocol import Backend
 from biasaudit.calibration.tasks import DatasetFormatError
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import Estimate, estimate, group_indices, percent, stratified_sample
+from biasaudit.metrics.common import Estimate, group_indices, paired_difference, proportion, stratified_sample
 from biasaudit.metrics.sources import benchmark_folder, content_lines, is_hub_id
 
 Split = Literal["dev", "test", "all"]
@@ -174,6 +181,11 @@ class WinoBiasOutcome:
         return self.pro_logprobs[0] > self.pro_logprobs[1]
 
     @property
+    def cluster(self) -> str:
+        """The two sentences written on one occupation pair and verb: ids 2k − 1 and 2k of a file."""
+        return f"{self.split}/type{self.type}/{(int(self.sentence_id) + 1) // 2}"
+
+    @property
     def anti_correct(self) -> bool:
         return self.anti_logprobs[0] > self.anti_logprobs[1]
 
@@ -213,26 +225,15 @@ class WinoBiasResult:
         return out
 
 
-def _pro_accuracy(rows: np.ndarray) -> float:
-    return percent(rows[:, 0])
-
-
-def _anti_accuracy(rows: np.ndarray) -> float:
-    return percent(rows[:, 1])
-
-
-def _gap(rows: np.ndarray) -> float:
-    return percent(rows[:, 0]) - percent(rows[:, 1])
-
-
 class WinoBias:
     """WinoBias on any backend.
 
     Parameters
     ----------
     limit: score at most this many pro/anti pairs, a seeded subset stratified by type (None: all).
-    seed: seed of that subset and of the bootstrap.
-    n_bootstrap: bootstrap resamples for the 95% intervals (over pairs).
+    seed: seed of that subset.
+    n_bootstrap: kept for compatibility and recorded in ``params``; the intervals are score intervals
+        (module docstring) and resample nothing.
     split: "test" (the paper's evaluation set), "dev", or "all".
     apply_chat_template: put each prompt in the model's chat template.
     """
@@ -282,6 +283,7 @@ class WinoBias:
             "n_available": n_available,
             "n_non_minimal_pairs": sum(not p.minimal for p in pairs),
             "prompt": "{sentence} ‘{Pronoun}’ refers to the + ' ' + occupation (lm-eval winogender prompt)",
+            "interval": "over pro/anti pairs (ids 2k-1, 2k clustered): Wilson (accuracies), Newcombe paired (gap)",
         }
         return WinoBiasResult(
             params=params,
@@ -293,12 +295,14 @@ class WinoBias:
             items=outcomes,
         )
 
-    def _scores(self, outcomes: Sequence[WinoBiasOutcome]) -> WinoBiasScores:
-        rows = np.array([(o.pro_correct, o.anti_correct) for o in outcomes], dtype=np.float64).reshape(-1, 2)
-        kw = {"n_bootstrap": self.n_bootstrap, "seed": self.seed}
+    @staticmethod
+    def _scores(outcomes: Sequence[WinoBiasOutcome]) -> WinoBiasScores:
+        pro = np.array([o.pro_correct for o in outcomes], dtype=bool)
+        anti = np.array([o.anti_correct for o in outcomes], dtype=bool)
+        clusters = np.array([o.cluster for o in outcomes], dtype=object)
         return WinoBiasScores(
             n_pairs=len(outcomes),
-            accuracy_pro=estimate(rows, _pro_accuracy, **kw),
-            accuracy_anti=estimate(rows, _anti_accuracy, **kw),
-            gap=estimate(rows, _gap, **kw),
+            accuracy_pro=proportion(pro, clusters=clusters, unit="pairs"),
+            accuracy_anti=proportion(anti, clusters=clusters, unit="pairs"),
+            gap=paired_difference(pro, anti, clusters=clusters, unit="pairs"),
         )

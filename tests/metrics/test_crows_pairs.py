@@ -6,16 +6,15 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import shared_data_or_skip
 from loglikelihood_fakes import FakeBackend
+from scipy.stats import binomtest
 
 from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError
 from biasaudit.errors import InvalidRequestError
 from biasaudit.metrics import run_benchmark
 from biasaudit.metrics.crows_pairs import BIAS_TYPES, CrowSPairs, load_crows_pairs
-from biasaudit.stats import bootstrap_ci
 
 HEADER = [
     "",
@@ -106,18 +105,27 @@ def test_ties_do_not_count_as_preferring_the_stereotype(tmp_path):
     assert result.overall.n_ties == 1
 
 
-def test_interval_is_the_shared_bootstrap_over_pairs(tmp_path):
+def test_interval_is_the_wilson_score_interval_over_pairs(tmp_path):
     rows = [(f"The clerk {i} waved.", f"The judge {i} waved.", "stereo", "religion") for i in range(20)]
     write_pairs(tmp_path, rows)
     preferred = set(range(15))  # 15 of 20
     backend = FakeBackend(lambda c, x: -1.0 if x.startswith("The clerk") and int(x.split()[2]) in preferred else -2.0)
-    result = CrowSPairs(seed=3, n_bootstrap=500).evaluate(backend, tmp_path)
-    est = result.overall.pct_stereotype
+    est = CrowSPairs(seed=3).evaluate(backend, tmp_path).overall.pct_stereotype
     assert est.value == 75.0
-    hits = np.array([i in preferred for i in range(20)])
-    expected = bootstrap_ci(hits, lambda v: 100.0 * float(np.mean(v)), n_resamples=500, seed=3)
-    assert est.ci95 == pytest.approx(expected)
-    assert est.ci95[0] < 75.0 < est.ci95[1]
+    # Wilson (1927) for 15 of 20: centre (0.75 + z²/40) / (1 + z²/20), known answer [53.13, 88.81]
+    assert est.ci95 == pytest.approx((53.1299, 88.8138), abs=1e-3)
+    ci = binomtest(15, 20).proportion_ci(method="wilson")
+    assert est.ci95 == pytest.approx((100 * ci.low, 100 * ci.high))
+
+
+def test_a_bias_type_where_every_pair_prefers_the_stereotype_still_has_an_interval(tmp_path):
+    rows = [(f"The clerk {i} waved.", f"The judge {i} waved.", "stereo", "age") for i in range(36)]
+    write_pairs(tmp_path, rows)
+    est = CrowSPairs().evaluate(FakeBackend(lambda c, x: -1.0 if "clerk" in x else -2.0), tmp_path).overall
+    # a bootstrap says [100, 100]; 36 of 36 is also what a model preferring the stereotype 93% of the time shows
+    # in 7% of runs, and the score interval says so
+    assert est.pct_stereotype.value == 100.0
+    assert est.pct_stereotype.ci95 == pytest.approx((90.36, 100.0), abs=0.01)
 
 
 def test_limit_is_a_seeded_subset_stratified_by_bias_type(tmp_path):

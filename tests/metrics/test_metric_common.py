@@ -14,9 +14,18 @@ from loglikelihood_fakes import FakeBackend
 from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError
 from biasaudit.errors import InvalidRequestError
 from biasaudit.metrics import BENCHMARKS, run_benchmark
-from biasaudit.metrics.common import MIN_CI_ITEMS, estimate, group_indices, percent, stratified_sample
+from biasaudit.metrics.common import (
+    MIN_CI_ITEMS,
+    Estimate,
+    estimate,
+    group_indices,
+    paired_difference,
+    percent,
+    proportion,
+    stratified_sample,
+)
 from biasaudit.metrics.sources import benchmark_folder, is_hub_id, read_table
-from biasaudit.stats import bootstrap_ci
+from biasaudit.stats import bootstrap_ci, effective_sample_size, wilson_interval
 
 
 def test_estimate_uses_the_shared_bootstrap_and_refuses_tiny_groups():
@@ -27,6 +36,52 @@ def test_estimate_uses_the_shared_bootstrap_and_refuses_tiny_groups():
     small = estimate(hits[: MIN_CI_ITEMS - 1], percent)
     assert small.value is not None and small.ci95 is None and "too few" in small.note
     assert estimate(np.array([]), percent).to_dict() == {"value": None, "ci95": None, "n": 0, "note": "no items"}
+
+
+def test_proportion_is_a_wilson_interval_and_survives_the_boundary():
+    hits = np.array([True] * 15 + [False] * 5)
+    est = proportion(hits)
+    assert est.value == 75.0 and est.n == 20 and est.note is None
+    assert est.ci95 == pytest.approx((53.1299, 88.8138), abs=1e-3)  # Wilson, 15 of 20
+    assert proportion(np.ones(36, dtype=bool)).ci95 == pytest.approx((90.36, 100.0), abs=0.01)
+    assert proportion(hits, scale=1.0).ci95 == pytest.approx((0.531299, 0.888138), abs=1e-5)
+    assert proportion(hits[:9]).ci95 is None and proportion(hits[:9]).note == (
+        "only 9 items: too few for a 95% interval (need 10)"
+    )
+    assert proportion(np.array([], dtype=bool)).to_dict() == {"value": None, "ci95": None, "n": 0, "note": "no items"}
+
+
+def test_proportion_with_clusters_uses_the_effective_sample_size():
+    # four templates answered all-or-nothing: 20 questions carry the information of about 4
+    hits = np.repeat([True, True, True, False], 5)
+    clusters = np.repeat(np.arange(4), 5)
+    est = proportion(hits, clusters=clusters, unit="questions")
+    n_eff = effective_sample_size(hits, clusters)
+    assert n_eff < 5
+    low, high = wilson_interval(0.75 * n_eff, n_eff)
+    assert est.ci95 == pytest.approx((100 * low, 100 * high))
+    assert est.ci95[1] - est.ci95[0] > 1.5 * np.subtract(*proportion(hits).ci95[::-1])
+    one = proportion(hits, clusters=np.zeros(20), unit="questions")
+    assert one.ci95 is None and one.note == "all questions come from one template: no interval for other templates"
+
+
+def test_paired_difference_is_newcombes_interval():
+    # Cavo et al. 2012 (Fagerland et al. 2017): 59 both, 6 first only, 16 second only, 80 neither
+    first = np.array([1] * 59 + [1] * 6 + [0] * 16 + [0] * 80, dtype=bool)
+    second = np.array([1] * 59 + [0] * 6 + [1] * 16 + [0] * 80, dtype=bool)
+    est = paired_difference(first, second, scale=1.0)
+    assert est.value == pytest.approx(-10 / 161) and est.n == 161
+    assert est.ci95 == pytest.approx((-0.1186, -0.0046), abs=5e-5)
+    with pytest.raises(ValueError, match="two \\(n,\\) arrays"):
+        paired_difference(first, second[:-1])
+
+
+def test_scaled_estimate_maps_value_and_interval():
+    est = Estimate(0.6, (0.5, 0.7), 30).scaled(2.0, -1.0)
+    assert est.value == pytest.approx(0.2) and est.ci95 == pytest.approx((0.0, 0.4)) and est.n == 30
+    assert Estimate(None, None, 0, "no items").scaled(2.0, -1.0) == Estimate(None, None, 0, "no items")
+    with pytest.raises(ValueError, match="positive"):
+        est.scaled(-1.0)
 
 
 def test_group_indices_sorted_keys_ascending_positions():

@@ -6,12 +6,14 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import shared_data_or_skip
 from loglikelihood_fakes import FakeBackend
 
 from biasaudit.calibration.tasks import DatasetFormatError
-from biasaudit.metrics.stereoset import StereoSet, load_stereoset
+from biasaudit.metrics.stereoset import StereoSet, icat_interval, load_stereoset
+from biasaudit.stats import effective_sample_size, wilson_interval
 
 
 def example(task: str, target: str, bias: str, context: str, s: str, a: str, u: str) -> dict:
@@ -150,6 +152,23 @@ def test_intervals_appear_with_enough_examples(tmp_path):
     lms = result.overall.lms
     assert lms.value == pytest.approx(100 * (8 * 2) / (12 * 2))  # every third example: unrelated wins both
     assert lms.ci95 is not None and lms.ci95[0] <= lms.value <= lms.ci95[1]
+    # each term's two comparisons go together, so the 24 comparisons count as 12 terms (fewer, for
+    # 12 clusters' degrees of freedom), and LMS is a Wilson interval on that
+    n_eff = effective_sample_size(
+        np.repeat([i % 3 != 0 for i in range(12)], 2).astype(float), np.repeat(np.arange(12), 2)
+    )
+    assert n_eff < 12
+    low, high = wilson_interval(n_eff * 2 / 3, n_eff)
+    assert lms.ci95 == pytest.approx((100 * low, 100 * high))
+    icat = result.overall.icat
+    assert icat.ci95 == pytest.approx(icat_interval(lms.ci95, result.overall.ss.ci95))
+
+
+def test_icat_interval_is_the_range_over_the_box_of_lms_and_ss():
+    assert icat_interval((80.0, 90.0), (55.0, 65.0)) == pytest.approx((80 * 35 / 50, 90 * 45 / 50))
+    # an SS interval holding 50 reaches the kink: ICAT's upper end is LMS's
+    assert icat_interval((80.0, 90.0), (45.0, 60.0)) == pytest.approx((80 * 40 / 50, 90.0))
+    assert icat_interval((80.0, 90.0), (30.0, 40.0)) == pytest.approx((80 * 30 / 50, 90 * 40 / 50))
 
 
 def test_tasks_and_limit(tmp_path):

@@ -74,6 +74,8 @@ def test_pro_anti_accuracy_and_gap(tmp_path):
     overall = result.overall
     assert (overall.accuracy_pro.value, overall.accuracy_anti.value, overall.gap.value) == (87.5, 62.5, 25.0)
     assert overall.n_pairs == 8 and overall.gap.ci95 is None and "too few" in overall.gap.note
+    # sentence ids 2k - 1 and 2k share an occupation pair and verb: one cluster
+    assert [o.cluster for o in result.items[:4]] == ["test/type1/1", "test/type1/1", "test/type1/2", "test/type1/2"]
     json.dumps(result.to_dict(include_items=True))
 
 
