@@ -9,7 +9,9 @@ import pytest
 
 from biasaudit.calibration import ICLPrompt
 from biasaudit.calibration.label_bias import (
+    VANILLA_INPUTS,
     context_label_bias,
+    context_label_bias_from_log_probs,
     domain_label_bias,
     english_words,
     kl_divergence,
@@ -28,21 +30,30 @@ def test_distances():
     assert kl_divergence([0.25, 0.75], [0.5, 0.5]) == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5))
 
 
-def test_vanilla_bias_is_tv_from_uniform_of_the_mean_content_free_distribution(scripted):
-    backend = scripted(lambda p, labels: np.log([0.2, 0.6]))  # renormalised: [0.25, 0.75]
+def test_vanilla_bias_is_tv_from_uniform_of_the_content_free_prior(scripted):
+    rows = {"N/A": [0.2, 0.6], "": [0.02, 0.02], "?": [0.1, 0.1]}  # raw mean [0.32, 0.72] / 3 -> [0.3077, 0.6923]
+    backend = scripted(lambda p, labels: np.log(rows[p[len("Review: ") : -len("\nSentiment:")]]))
     estimate = vanilla_label_bias(backend, ZERO_SHOT, inputs=["N/A", "", "?"])
-    assert estimate.value == pytest.approx(0.25)
-    assert estimate.ci95 == pytest.approx((0.25, 0.25)) and estimate.n == 3
+    assert estimate.value == pytest.approx(0.72 / 1.04 - 0.5)  # the same prior as contextual calibration's
+    assert estimate.detail["prior"] == pytest.approx([0.32 / 1.04, 0.72 / 1.04])
+    assert estimate.n == 3
     assert backend.calls[0]["prompts"] == ["Review: N/A\nSentiment:", "Review: \nSentiment:", "Review: ?\nSentiment:"]
+    assert len(VANILLA_INPUTS) == len(set(VANILLA_INPUTS)) == 30
 
 
-def test_context_bias_measures_how_far_priors_move_across_demonstrations(scripted):
-    prompts = [ICLPrompt(ZERO_SHOT.query_template, ZERO_SHOT.labels, prefix=f"demo {i}\n\n") for i in range(2)]
-    backend = scripted(lambda p, labels: np.log([0.9, 0.1]) if p.startswith("demo 0") else np.log([0.3, 0.7]))
+def test_context_bias_is_the_mean_tv_between_the_priors_of_two_demonstration_sets(scripted):
+    priors = {0: [0.9, 0.1], 1: [0.3, 0.7], 2: [0.6, 0.4]}
+    prompts = [ICLPrompt(ZERO_SHOT.query_template, ZERO_SHOT.labels, prefix=f"demo {i}\n\n") for i in range(3)]
+    backend = scripted(lambda p, labels: np.log(priors[int(p[5])]))
     estimate = context_label_bias(backend, prompts)
-    assert estimate.value == pytest.approx(0.3)  # both priors sit 0.3 (TV) from their mean [0.6, 0.4]
+    assert estimate.value == pytest.approx((0.6 + 0.3 + 0.3) / 3)  # TV over the 3 pairs of sets
+    assert estimate.n == 3 and estimate.ci95 is not None and estimate.ci95[0] >= 0
     same = scripted(lambda p, labels: np.log([0.9, 0.1]))
     assert context_label_bias(same, prompts).value == pytest.approx(0.0)
+    assert context_label_bias(same, prompts).ci95 == pytest.approx((0.0, 0.0))
+    order = np.log([[[0.9, 0.1]] * 3, [[0.7, 0.3]] * 3])
+    with_order = context_label_bias_from_log_probs(np.log([[[0.9, 0.1]] * 3, [[0.3, 0.7]] * 3]), order)
+    assert with_order.detail["order_shift"] == pytest.approx(0.2)
     with pytest.raises(ValueError, match="at least two"):
         context_label_bias(backend, prompts[:1])
 
