@@ -7,6 +7,10 @@ with replacement from the lower-cased, whitespace-split words of the unlabeled t
 " ."; each string goes into the same few-shot prompt; the raw label probabilities are averaged and
 normalised into p_dc; prediction is argmax p / p_dc. Multi-slot tasks (premise + hypothesis) get one
 string per slot, drawn from that slot's own words and length.
+
+The word sampling is seeded with the demonstration seed in the reference code
+(``sample_random_texts(..., seed=params['seed'])`` in fywalter/label-bias), so each demonstration set
+gets its own random strings: set ``seed`` to the seed the demonstrations were drawn with.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.calibration.base import PriorCalibrator
+from biasaudit.calibration.base import PriorCalibrator, normalised_mean_prior
 from biasaudit.calibration.prompt import ICLPrompt, Query
 
 
@@ -53,7 +57,7 @@ class DomainContextCalibrator(PriorCalibrator):
     Parameters
     ----------
     n_samples: number of random strings (paper: 20).
-    seed: seed of the word sampling.
+    seed: seed of the word sampling; the reference code uses the demonstration seed.
 
     Attributes
     ----------
@@ -80,8 +84,13 @@ class DomainContextCalibrator(PriorCalibrator):
         }
         return [{name: strings[k] for name, strings in per_slot.items()} for k in range(self.n_samples)]
 
-    def fit(self, backend: Backend, prompt: ICLPrompt, inputs: Sequence[Query] = ()) -> DomainContextCalibrator:
+    def calibration_queries(self, prompt: ICLPrompt, inputs: Sequence[Query] = ()) -> list[Query]:
         self.random_queries_ = self.sample_queries(prompt, inputs)
-        raw = np.exp(prompt.label_log_probs(backend, self.random_queries_))
-        self._set_prior(raw.mean(axis=0), prompt, backend)
+        return list(self.random_queries_)
+
+    def fit_log_probs(
+        self, log_probs: np.ndarray, prompt: ICLPrompt, backend: Backend | None = None
+    ) -> DomainContextCalibrator:
+        """Prior from the random strings' label log-probs (n_samples, K)."""
+        self._set_prior(normalised_mean_prior(log_probs), prompt, backend)
         return self

@@ -45,12 +45,22 @@ def test_uncalibrated_prior_is_uniform():
     np.testing.assert_allclose(calibrator.transform(np.array([[0.2, 0.6]])), [[0.25, 0.75]])
 
 
-def test_contextual_prior_is_mean_of_renormalised_content_free_distributions(scripted):
-    table = {"N/A": [0.3, 0.1], "": [0.2, 0.2], "[MASK]": [0.05, 0.45]}
+def test_contextual_prior_averages_raw_probabilities_then_normalises_once(scripted):
+    # The hand case. Reference (Zhao et al.'s and Fei et al.'s get_p_content_free): mean raw
+    # [.37/3, .57/3] -> p_cf = [.3936, .6064]; the test input [.42, .58] / p_cf -> [1.067, .956]: label 0.
+    # Averaging renormalised rows instead ([.75,.25], [.5,.5], [.1,.9] -> [.45, .55]) gives
+    # [.933, 1.055]: label 1. The two procedures disagree; the reference one is asserted.
+    table = {"N/A": [0.30, 0.10], "": [0.02, 0.02], "[MASK]": [0.05, 0.45]}
     backend = scripted(lambda p, labels: np.log(table[query_of(p)]))
     calibrator = ContextualCalibrator().fit(backend, PROMPT)
-    np.testing.assert_allclose(calibrator.prior_, np.mean([[0.75, 0.25], [0.5, 0.5], [0.1, 0.9]], axis=0))
+    np.testing.assert_allclose(calibrator.prior_, [0.37 / 0.94, 0.57 / 0.94])
     assert backend.calls[0]["prompts"][0] == PROMPT.prefix + "Review: N/A\nSentiment:"
+    assert calibrator.predict(np.array([[0.42, 0.58]])).tolist() == [0]
+    renormalised_mean = np.mean([[0.75, 0.25], [0.5, 0.5], [0.1, 0.9]], axis=0)
+    assert int(np.argmax(np.array([0.42, 0.58]) / renormalised_mean)) == 1  # the old procedure's answer
+    # One code path with DC: the same log-probs give the same prior.
+    dc = DomainContextCalibrator().fit_log_probs(calibrator.content_free_log_probs_, PROMPT)
+    np.testing.assert_array_equal(dc.prior_, calibrator.prior_)
 
 
 def test_dc_strings_follow_the_documented_recipe():
@@ -91,16 +101,36 @@ def test_dc_multi_slot_tasks_sample_each_slot_from_its_own_words():
         assert len(q["premise"].split()) == 3 + 1 and len(q["hypothesis"].split()) == 2 + 1
 
 
-def test_batch_calibration_is_invariant_to_a_constant_shift_of_one_label(scripted):
-    rng = np.random.default_rng(0)
-    log_probs = np.log(rng.dirichlet([1, 1, 1], size=40))
-    shifted = log_probs.copy()
-    shifted[:, 1] += 2.5
-    a = BatchCalibrator().fit_log_probs(log_probs, ICLPrompt("{t}:", ("a", "b", "c")))
-    b = BatchCalibrator().fit_log_probs(shifted, ICLPrompt("{t}:", ("a", "b", "c")))
-    np.testing.assert_allclose(a.transform_log_probs(log_probs), b.transform_log_probs(shifted), atol=1e-12)
-    expected = (log_probs - log_probs.mean(axis=0)).argmax(axis=1)  # the paper's rule, literally
-    assert a.transform_log_probs(log_probs).argmax(axis=1).tolist() == expected.tolist()
+def test_batch_calibration_follows_the_papers_equations_on_a_hand_case():
+    # Zhou et al., ICLR 2024 (arXiv 2309.17249), §4 "Batch Calibration": the contextual prior is the
+    # mean over the batch of the label distributions, p̂(y|C) = (1/M) Σ_i p(y|x_i, C) (Eq. 1), and the
+    # prediction is argmax_y p(y|x_i, C) − p̂(y|C) (Eq. 2).
+    prompt = ICLPrompt("{t}:", ("a", "b", "c"))
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.1, 0.5, 0.4]])
+    raw = probs * np.array([[0.5], [0.1], [0.9]])  # raw label probs need not sum to one: rows are renormalised
+    calibrator = BatchCalibrator().fit_log_probs(np.log(raw), prompt)
+    np.testing.assert_allclose(calibrator.prior_, [0.3, 1.0 / 3.0, 1.1 / 3.0])
+    scores = calibrator.transform_log_probs(np.log(raw))
+    np.testing.assert_allclose(scores, probs - [0.3, 1.0 / 3.0, 1.1 / 3.0])
+    assert scores.argmax(axis=1).tolist() == [0, 2, 1]
+    # Not a geometric mean (a mean of log-probs), which gives another prior here.
+    geometric = np.exp(np.log(probs).mean(axis=0))
+    assert not np.allclose(geometric / geometric.sum(), calibrator.prior_, atol=1e-3)
+    # With more than two labels, subtracting the prior and dividing by it can disagree:
+    test = np.array([[0.5, 0.26, 0.24]])
+    prior = np.array([0.45, 0.35, 0.2])
+    calibrator.prior_ = prior
+    assert calibrator.transform(test).argmax() == 0 and (test / prior).argmax() == 2
+
+
+def test_batch_and_division_rules_agree_for_two_labels():
+    rng = np.random.default_rng(3)
+    log_probs = np.log(rng.dirichlet([1, 2], size=50))
+    prompt = ICLPrompt("{t}:", ("a", "b"))
+    bc = BatchCalibrator().fit_log_probs(log_probs, prompt)
+    divide = NoCalibration().fit_log_probs(log_probs, prompt)
+    divide.prior_ = bc.prior_
+    assert (bc.transform_log_probs(log_probs).argmax(1) == divide.transform_log_probs(log_probs).argmax(1)).all()
 
 
 def test_batch_calibration_streaming_equals_one_batch():
@@ -154,3 +184,20 @@ def test_unfitted_and_bad_inputs_are_refused(scripted):
     calibrator = NoCalibration().fit(None, PROMPT)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2 label columns"):
         calibrator.transform(np.array([[0.2, 0.3, 0.5]]))
+
+
+def test_dc_draws_its_random_words_with_the_demonstration_seed(scripted):
+    # fywalter/label-bias: sample_random_texts(texts=test_sentences, n_sample=20, seed=params['seed']).
+    from biasaudit.calibration.evaluate import condition_log_probs, make_calibrator
+
+    texts = ["the plot is thin", "a lovely score and fine acting", "too long", "bright and funny"]
+    a, b, again = (make_calibrator("dc", seed).calibration_queries(PROMPT, texts) for seed in (0, 1, 0))
+    assert a != b and a == again
+    assert make_calibrator("dc", 3).get_params() == {"n_samples": 20, "seed": 3}
+    backend = scripted(lambda p, labels: [math.log(0.5), math.log(0.5)])
+    prompts = {}
+    for seed in (0, 1, 0):
+        backend.calls.clear()
+        condition_log_probs(backend, PROMPT, [{"text": t} for t in texts], ["dc"], seed)
+        prompts.setdefault(seed, []).append(backend.calls[-1]["prompts"])  # the DC call comes last
+    assert prompts[0][0] != prompts[1][0] and prompts[0][0] == prompts[0][1]
