@@ -179,12 +179,18 @@ class GenerationMixin:
         done, and on a CPU a decoding step costs nearly as much for a few rows as for all of them.
         Segments are ``_COMPACT_EVERY`` tokens, or half the tokens generated so far when that is
         more, so a long generation restarts only O(log n) times. With logits processors the batch
-        stays whole, in one call: a processor may keep state per row or per call.
+        stays whole, in one call: a processor may keep state per row or per call. Processors with a
+        ``reset()`` (``LabelPriorLogitsProcessor``) are reset first: each batch of each prefix group is a
+        generation of its own, whose first step they act on, whatever the width of earlier batches.
         """
         from transformers import StoppingCriteriaList
 
         rows_done = _RowsDone(self._stop_criteria(tuple(stops)), self.model.generation_config.eos_token_id)
         whole = bool(options["logits_processor"])
+        for processor in options["logits_processor"]:
+            reset = getattr(processor, "reset", None)
+            if callable(reset):
+                reset()
         rows = list(range(ids.shape[0]))
         new_tokens: list[list[int]] = [[] for _ in rows]
         remaining = max_new_tokens

@@ -68,7 +68,8 @@ class ICLClassifier:
     """Few-shot classifier on any backend, with a label-bias calibrator (default: none).
 
     Parameters mirror ``build_icl_prompt``; ``calibrator`` is any ``PriorCalibrator``.
-    Attributes after ``fit``: ``prompt_`` (the ``ICLPrompt``) and ``calibrator_`` (fitted).
+    Attributes after ``fit``: ``prompt_`` (the ``ICLPrompt``), ``calibrator_`` (fitted) and
+    ``truncated_labels_`` (labels ``first_token`` mode reads only the first token of).
     """
 
     def __init__(
@@ -112,17 +113,29 @@ class ICLClassifier:
         )
 
     def fit(self, unlabeled_inputs: Sequence[Query] = ()) -> ICLClassifier:
-        """Build the prompt and fit the calibrator (DC samples words from ``unlabeled_inputs``)."""
+        """Build the prompt and fit the calibrator (DC samples words from ``unlabeled_inputs``).
+
+        ``truncated_labels_``: labels of several tokens, of which ``first_token`` mode scores only the first.
+        """
         self.prompt_ = self._prompt()
+        self.truncated_labels_ = self.prompt_.truncated_labels(self.backend)
         calibrator = self.calibrator if self.calibrator is not None else NoCalibration()
         self.calibrator_ = calibrator.fit(self.backend, self.prompt_, unlabeled_inputs)
         return self
 
-    def use_prior(self, calibrator: PriorCalibrator) -> ICLClassifier:
-        """Use an already fitted (e.g. loaded) calibrator instead of fitting one."""
+    def use_prior(self, calibrator: PriorCalibrator, *, allow_unknown_model: bool = False) -> ICLClassifier:
+        """Use an already fitted (e.g. loaded) calibrator instead of fitting one.
+
+        Refused (``PriorMismatchError``, naming what differs) unless it was fitted for these labels, this
+        label mode and this prompt, on weights with this backend's fingerprint (``weights_fingerprint``,
+        not the model's name). A prior that records no fingerprint (``model_fingerprint: null``) is
+        refused unless ``allow_unknown_model=True``.
+        """
         self.prompt_ = self._prompt()
-        if getattr(calibrator, "labels_", None) != list(self.prompt_.labels):
-            raise InvalidRequestError(f"the prior is for labels {calibrator.labels_}, not {list(self.prompt_.labels)}")
+        if not hasattr(calibrator, "prior_"):
+            raise InvalidRequestError(f"{type(calibrator).__name__} is not fitted; fit it or load a saved prior")
+        calibrator.check_prompt(self.prompt_)
+        calibrator.check_backend(self.backend, allow_unknown_model=allow_unknown_model)
         self.calibrator_ = calibrator
         return self
 
