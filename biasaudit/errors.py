@@ -23,6 +23,10 @@ class LabelCollisionError(InvalidRequestError):
     """Two labels share their first token, so first-token scoring cannot tell them apart."""
 
 
+class LabelTruncationWarning(UserWarning):
+    """First-token scoring met a label of several tokens: only its first token was scored."""
+
+
 class LayerOutOfRangeError(InvalidRequestError, IndexError):
     """A layer index outside [0, n_layers]."""
 

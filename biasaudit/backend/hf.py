@@ -30,6 +30,7 @@ Generation lives in ``hf_generation.py`` and hidden-state extraction in ``hf_sta
 from __future__ import annotations
 
 import functools
+import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from biasaudit.backend.hf_generation import AUTO_GENERATE_BUDGET, GenerationMixi
 from biasaudit.backend.hf_states import HiddenStatesMixin
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
 from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult
-from biasaudit.errors import InvalidRequestError, LabelCollisionError
+from biasaudit.errors import InvalidRequestError, LabelCollisionError, LabelTruncationWarning
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
 # Below this many tokens a shared prefix is not worth a separate forward pass.
@@ -210,11 +211,18 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
 
     # ------------------------------------------------------------------ tokenisation
     def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, with the BOS token the tokenizer adds (once).
+
+        A text that already starts with the BOS string -- the output of a chat template that writes it
+        (Llama 3's ``<|begin_of_text|>``, Gemma's and Mistral's ``<s>``/``<bos>``) -- encodes to the BOS
+        token already; adding another would give the model a double BOS it never saw in training.
+        """
         if not texts:
             return []
         encoded = self.tokenizer(list(texts), add_special_tokens=False).input_ids
         if self._adds_bos:
-            return [[self.tokenizer.bos_token_id, *ids] for ids in encoded]
+            bos = self.tokenizer.bos_token_id
+            return [list(ids) if ids and ids[0] == bos else [bos, *ids] for ids in encoded]
         return [list(ids) for ids in encoded]
 
     def format_chat(self, prompt: str) -> str:
@@ -530,8 +538,10 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         pairs = self._encode_pairs(requests, apply_chat_template)
         items: list[_ScoreItem] = []
         if mode == "first_token":
+            truncated: dict[str, None] = {}
             for i in range(len(prompts)):
                 row = pairs[i * n_labels : (i + 1) * n_labels]
+                truncated.update((label, None) for label, (_, cont) in zip(labels, row, strict=True) if len(cont) > 1)
                 firsts = [cont[0] for _, cont in row]
                 if len(set(firsts)) != n_labels:
                     seen: dict[int, str] = {}
@@ -544,6 +554,13 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
                             )
                         seen[tok] = label
                 items.extend(_ScoreItem((*ctx, tok), 1) for (ctx, _), tok in zip(row, firsts, strict=True))
+            if truncated:
+                warnings.warn(
+                    f"first_token mode scores only the first token of the multi-token label(s) {list(truncated)}; "
+                    "use mode='full_sequence' to score them whole",
+                    LabelTruncationWarning,
+                    stacklevel=2,
+                )
         else:
             items = [_ScoreItem(tuple(c + x), len(x)) for c, x in pairs]
         scored = self._score(items)

@@ -80,6 +80,18 @@ class ICLPrompt:
             apply_chat_template=self.apply_chat_template,
         )
 
+    def truncated_labels(self, backend: Backend) -> list[str] | None:
+        """Labels of several tokens after this prompt, of which ``first_token`` mode scores only the first
+        (the backend also warns); [] in ``full_sequence`` mode, None if the backend cannot tell."""
+        if self.mode != "first_token":
+            return []
+        loglikelihood = getattr(backend, "loglikelihood", None)
+        if loglikelihood is None:
+            return None
+        context = self.fill(self.uniform("N/A"))
+        results = loglikelihood([(context, label) for label in self.labels])
+        return [label for label, r in zip(self.labels, results, strict=True) if r.n_tokens > 1]
+
     def fingerprint(self) -> str:
         """Short hash of everything that defines the prompt (a prior is only valid for its prompt)."""
         data = {k: v for k, v in asdict(self).items() if k != "fields"}

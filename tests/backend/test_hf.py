@@ -571,3 +571,62 @@ def test_a_kept_encoding_of_the_prompts_start_is_extended_once_not_per_row(tiny_
     assert longer[: len(kept)] == kept and len(longer) > len(kept)
     fresh = HFBackend(tiny_model, tokenizer, progress=False, prefix_reuse=False)
     np.testing.assert_allclose(got, fresh.label_log_probs(PROMPTS, LABELS), atol=1e-4)
+
+
+def _bos_chat_tokenizer():
+    """A word-level tokenizer that adds BOS and whose chat template writes the BOS string itself (as
+    Llama 3's, Gemma's and Mistral's do), built here: no download."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "[user]", "[assistant]", "hello", "world", "yes", "no", "is", "it", "?"]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    tok.chat_template = (
+        "<s>{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
+    return tok
+
+
+def test_a_chat_template_that_writes_bos_gets_no_second_bos():
+    from conftest import build_tiny_model
+
+    from biasaudit.backend.hf import HFBackend
+
+    tok = _bos_chat_tokenizer()
+    backend = HFBackend(build_tiny_model(len(tok)), tok, progress=False)
+    bos = tok.bos_token_id
+    assert backend._adds_bos and tok("hello").input_ids == [bos, 6]
+    assert backend._encode_many(["hello world", "<s> hello world"]) == [[bos, 6, 7], [bos, 6, 7]]
+    chat = backend.format_chat("is it ?")
+    assert chat.startswith("<s>")
+    ((ctx, cont),) = backend._encode_pairs([("is it ?", "yes")], apply_chat_template=True)
+    assert ctx.count(bos) == 1 and ctx[0] == bos and cont == [8]
+    assert ctx == tok(chat, add_special_tokens=False).input_ids  # what the template wrote, nothing more
+    direct = backend.model(torch.tensor([[*ctx, 8]])).logits.log_softmax(-1)[0, -2, 8].item()
+    got = backend.label_log_probs(["is it ?"], ["yes", "no"], apply_chat_template=True)
+    assert got[0, 0] == pytest.approx(direct, abs=1e-5)
+    generated = backend.generate(["is it ?"], max_new_tokens=1, apply_chat_template=True)
+    assert isinstance(generated[0], str)
+
+
+def test_first_token_mode_warns_which_labels_it_truncates(tiny_backend):
+    from biasaudit.calibration.prompt import ICLPrompt
+    from biasaudit.errors import LabelTruncationWarning
+
+    with pytest.warns(LabelTruncationWarning, match=r"\[' banana split'\]"):
+        tiny_backend.label_log_probs(["Pick one:"], [" banana split", " cherry"])
+    prompt = ICLPrompt("Pick one: {text}\nAnswer:", (" banana split", " cherry"))
+    assert prompt.truncated_labels(tiny_backend) == [" banana split"]
+    whole = ICLPrompt("Pick one: {text}\nAnswer:", (" banana split", " cherry"), mode="full_sequence")
+    assert whole.truncated_labels(tiny_backend) == []
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LabelTruncationWarning)
+        tiny_backend.label_log_probs(["Pick one:"], [" banana", " cherry"])  # single-token labels: silent
