@@ -9,7 +9,7 @@
   (BBQ questions written from one template): n over the design effect, with Korn & Graubard's (1998,
   Survey Methodology 24:193) degrees-of-freedom adjustment for the number of clusters.
 * ``bootstrap_ci``: ``scipy.stats.bootstrap`` (BCa by default) over whole rows or whole clusters, for
-  statistics with no closed-form interval (StereoSet's term averages and ICAT, other methods' ratios).
+  statistics with no closed-form interval (other methods' ratios and distances).
 """
 
 from __future__ import annotations
