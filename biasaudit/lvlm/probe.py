@@ -11,6 +11,12 @@ Objects are flat-coloured shapes (``SHAPES``) in named colours (``COLOURS``) on 
 gradient or stripes), placed without overlap. Questions name the shape only ("Is there a star in the image?"):
 POPE queries object categories, and adding the colour would mix attribute errors into object hallucination.
 
+No question is ambiguous by look-alike (``biasaudit.lvlm.shapes``): a "No" item never asks about a shape that a
+drawn object could be taken for (a ring next to a circle, a square next to a diamond; decided from the drawn
+pixels), and a count or colour question never draws a look-alike of the shape it names. Before this rule, 9-15%
+of "No" items per split asked about a ring next to a circle or a diamond next to a square (13-27% with the
+hexagon's look-alikes); now none do (``tests/lvlm/test_probe.py``).
+
 Co-occurrence structure, so that ``popular`` and ``adversarial`` mean something: every POPE scene first draws a
 theme from ``THEMES`` (weight ``w_t``); each of its 2-5 objects is then drawn from the theme's own shape
 distribution with probability ``THEME_SHARE`` and uniformly from ``SHAPES`` otherwise. The per-object shape
@@ -21,8 +27,10 @@ distribution of theme ``t`` is ``p_t(s) = THEME_SHARE * theta_t(s) + (1 - THEME_
 
 Both are exact expectations of the generator rather than counts over a finite sample, so the ``popular`` and
 ``adversarial`` rankings do not depend on ``n``. A ``popular`` negative is drawn uniformly from the
-``NEGATIVE_POOL`` absent shapes with the highest frequency; an ``adversarial`` one from the ``NEGATIVE_POOL``
-absent shapes with the highest summed co-occurrence with the shapes present (ties: order of ``SHAPES``).
+``NEGATIVE_POOL`` eligible shapes with the highest frequency; an ``adversarial`` one from the ``NEGATIVE_POOL``
+eligible shapes with the highest summed co-occurrence with the shapes present (ties: order of ``SHAPES``). The
+eligible shapes are those neither present nor a look-alike of one present (``eligible_negatives``); ``random``
+draws uniformly from all of them.
 """
 
 from __future__ import annotations
@@ -37,25 +45,16 @@ from PIL import Image, ImageDraw
 
 from biasaudit.backend.vlm_inputs import open_image
 from biasaudit.errors import ImageReadError
+from biasaudit.lvlm.shapes import COLOURS, LOOKALIKES, SHAPES, draw_shape
 
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "arrow")
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (240, 220, 40),
-    "purple": (140, 60, 180),
-    "orange": (245, 140, 30),
-    "white": (250, 250, 250),
-    "black": (15, 15, 15),
-}
 # Mid tones, far from every palette colour (white and black included), so each object stands out.
 _BACKGROUND_TONES = ((128, 128, 128), (136, 152, 128), (166, 150, 126), (118, 128, 150), (146, 128, 140))
-# theme -> (weight, within-theme shape distribution theta_t); weights chosen so no two frequencies tie.
+# theme -> (weight, within-theme shape distribution theta_t); weights chosen so no two frequencies tie. No theme holds
+# two look-alikes: the shapes that co-occur most must stay askable, or the adversarial split would lose its point.
 THEMES: dict[str, tuple[float, dict[str, float]]] = {
-    "night_sky": (0.40, {"star": 0.5, "circle": 0.3, "ring": 0.2}),
+    "night_sky": (0.40, {"star": 0.5, "circle": 0.3, "diamond": 0.2}),
     "blocks": (0.35, {"square": 0.45, "triangle": 0.35, "hexagon": 0.2}),
-    "signs": (0.25, {"arrow": 0.4, "cross": 0.35, "diamond": 0.25}),
+    "signs": (0.25, {"arrow": 0.4, "cross": 0.35, "ring": 0.25}),
 }
 THEME_SHARE = 0.8
 NEGATIVE_POOL = 2
@@ -161,36 +160,6 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.nda
     return np.rint(pixels).astype(np.uint8), {"kind": kind, "vertical": vertical, "tones": colours}
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: list[int], rgb: tuple[int, int, int]) -> None:
-    x0, y0, x1, y1 = box
-    s, cx, cy = x1 - x0, (x0 + x1) / 2, (y0 + y1) / 2
-    if shape == "circle":
-        draw.ellipse(box, fill=rgb)
-    elif shape == "ring":
-        draw.ellipse(box, outline=rgb, width=max(2, s // 5))
-    elif shape == "square":
-        draw.rectangle(box, fill=rgb)
-    elif shape == "triangle":
-        draw.polygon([(cx, y0), (x1, y1), (x0, y1)], fill=rgb)
-    elif shape == "diamond":
-        draw.polygon([(cx, y0), (x1, cy), (cx, y1), (x0, cy)], fill=rgb)
-    elif shape == "hexagon":
-        draw.regular_polygon((cx, cy, s / 2), 6, fill=rgb)
-    elif shape == "cross":
-        draw.rectangle([x0, cy - s / 6, x1, cy + s / 6], fill=rgb)
-        draw.rectangle([cx - s / 6, y0, cx + s / 6, y1], fill=rgb)
-    elif shape == "star":
-        angles = -np.pi / 2 + np.arange(10) * np.pi / 5
-        radii = np.where(np.arange(10) % 2 == 0, s / 2, 0.2 * s)
-        draw.polygon([(cx + r * np.cos(a), cy + r * np.sin(a)) for r, a in zip(radii, angles, strict=True)], fill=rgb)
-    elif shape == "arrow":
-        xm, h = x0 + 0.55 * s, 0.18 * s
-        points = [(x0, cy - h), (xm, cy - h), (xm, y0), (x1, cy), (xm, y1), (xm, cy + h), (x0, cy + h)]
-        draw.polygon(points, fill=rgb)
-    else:
-        raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
-
-
 def _render(
     rng: np.random.Generator, size: tuple[int, int], specs: list[tuple[str, str]]
 ) -> tuple[Image.Image, dict[str, Any]]:
@@ -218,7 +187,7 @@ def _render(
     image = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(image)
     for (shape, colour), box in zip(specs, boxes, strict=True):
-        _draw_shape(draw, shape, box, COLOURS[colour])
+        draw_shape(draw, shape, box, COLOURS[colour])
     objects = [{"shape": s, "colour": c, "bbox": b} for (s, c), b in zip(specs, boxes, strict=True)]
     return image, {"objects": objects, "background": background}
 
@@ -240,9 +209,17 @@ def _balanced(rng: np.random.Generator, n: int, values: list[Any]) -> list[Any]:
     return [values[i] for i in rng.permutation(np.arange(n) % len(values))]
 
 
+def eligible_negatives(present: set[str]) -> list[str]:
+    """Shapes a "No" question may ask about next to ``present``: not drawn, and no look-alike of one drawn.
+
+    Never empty: the look-alike groups leave six classes of shape and a scene draws at most five objects.
+    """
+    return [s for s in SHAPES if s not in present and not LOOKALIKES[s] & present]
+
+
 def _pope_negative(rng: np.random.Generator, split: str, present: set[str]) -> tuple[str, list[str]]:
     """The absent shape to ask about, and the pool it was drawn from (POPE's three negative samplers)."""
-    absent = [s for s in SHAPES if s not in present]
+    absent = eligible_negatives(present)
     if split == "random":
         pool = absent
     elif split == "popular":
@@ -325,7 +302,7 @@ def make_choice_probe(
     for i in range(n):
         rng = np.random.default_rng([seed, stream, i])
         target = str(rng.choice(SHAPES))
-        others = [s for s in SHAPES if s != target]
+        others = [s for s in SHAPES if s != target and s not in LOOKALIKES[target]]
         n_target = counts[i] if kind == "count" else 1
         distractors = [str(s) for s in rng.choice(others, int(rng.integers(0 if kind == "count" else 1, 4)))]
         specs = list(
