@@ -36,6 +36,7 @@ from biasaudit.backend.fingerprint import weights_fingerprint
 from biasaudit.backend.hf_generation import check_generation_request, cut_at_stops, sampling_options
 from biasaudit.backend.protocol import LabelMode
 from biasaudit.backend.vlm_inputs import TEXT_ONLY_MODES, check_reference_mode, open_image, reference_image
+from biasaudit.backend.vlm_noise import NoiseLayoutError, noise_processed_images
 from biasaudit.errors import InvalidRequestError, LabelCollisionError
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
@@ -48,10 +49,15 @@ _NO_TEXT_ONLY_FAMILIES = frozenset({"paligemma"})
 
 @dataclass(frozen=True)
 class _Row:
-    """One model input: the prompt text (with or without the image placeholder) and its image."""
+    """One model input: the prompt text (with or without the image placeholder) and its image.
+
+    ``noise_seed``: set for a ``noise`` reference noised in the processor's tensor (``noise_space="tensor"``);
+    ``image`` is then the real image, and ``_encode`` adds the noise after the processor.
+    """
 
     text: str
     image: Image.Image | None
+    noise_seed: int | None = None
 
 
 class VLMBackend:
@@ -65,6 +71,11 @@ class VLMBackend:
         As in ``HFBackend``: ``"auto"`` halves a token budget on out-of-memory; image tokens count.
     noise_step, seed:
         Diffusion step of the ``noise`` reference (VCD: 500 of 1000) and its noise seed.
+    noise_space:
+        ``"tensor"`` (default, VCD's code): the noise is added to the processor's normalised pixel tensor.
+        ``"pixel"``: to the image, scaled to [-1, 1], before the processor (1.9x more noise for CLIP-normalised
+        models; see ``vlm_noise``). A processor whose tensor layout is not understood falls back to ``"pixel"``
+        with a warning.
     blank_fill:
         Grey level (0-255) of the ``blank`` reference image.
     """
@@ -81,6 +92,7 @@ class VLMBackend:
         noise_step: int = 500,
         seed: int = 0,
         blank_fill: int = 0,
+        noise_space: str = "tensor",
     ) -> None:
         if getattr(processor, "image_processor", None) is None or not hasattr(processor, "tokenizer"):
             raise InvalidRequestError(
@@ -103,7 +115,10 @@ class VLMBackend:
         budget = max_batch_tokens or AUTO_BUDGET["cpu" if self.device.type == "cpu" else "accelerator"]
         self.planner = BatchPlanner(batch_size, budget)
         self.progress = progress
+        if noise_space not in ("tensor", "pixel"):
+            raise InvalidRequestError(f"noise_space must be 'tensor' or 'pixel', not {noise_space!r}")
         self.noise_step = noise_step
+        self.noise_space = noise_space
         self.seed = seed
         self.blank_fill = blank_fill
         self._image_tokens: dict[tuple[int, int], int] = {}
@@ -186,9 +201,18 @@ class VLMBackend:
             else:
                 # Noise seeded by the image itself: a question gets the same reference in any batch or call.
                 seed = self.seed + zlib.crc32(real.tobytes())
+                if kind == "noise" and self.noise_space == "tensor":
+                    rows.append(_Row(self.format_prompt(question, kind), real, noise_seed=seed))
+                    continue
                 image = reference_image(real, kind, noise_step=self.noise_step, seed=seed, blank_fill=self.blank_fill)
             rows.append(_Row(self.format_prompt(question, kind), image))
         return rows
+
+    def _pixel_noise_row(self, row: _Row) -> _Row:
+        """``row`` with its noise drawn in pixel space instead (the fallback of ``noise_space="tensor"``)."""
+        assert row.image is not None and row.noise_seed is not None
+        image = reference_image(row.image, "noise", noise_step=self.noise_step, seed=row.noise_seed)
+        return _Row(row.text, image)
 
     def _warn_text_only(self, kind: str) -> None:
         warnings.warn(
@@ -206,6 +230,24 @@ class VLMBackend:
             enc = self.processor(text=texts, images=nested, padding=True, return_tensors="pt")
         else:
             enc = self.processor(text=texts, padding=True, return_tensors="pt")
+        if any(r.noise_seed is not None for r in rows):
+            try:
+                noise_processed_images(
+                    enc["pixel_values"],
+                    [r.image for r in rows],
+                    [r.noise_seed for r in rows],
+                    self.processor.image_processor,
+                    step=self.noise_step,
+                )
+            except (NoiseLayoutError, KeyError) as exc:
+                warnings.warn(
+                    f"{self.family}: cannot add the noise reference's noise in the processor's tensor ({exc}); "
+                    "noising the image in pixel space instead (noise_space='pixel')",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                self.noise_space = "pixel"
+                return self._encode([self._pixel_noise_row(r) if r.noise_seed is not None else r for r in rows])
         return {
             k: v.to(self.device, dtype=self.dtype) if v.is_floating_point() else v.to(self.device)
             for k, v in enc.items()

@@ -7,7 +7,9 @@ CVPR 2024). The modes:
 - ``none``: no image at all (the image placeholder is removed from the prompt);
 - ``blank``: a flat image of the real image's size, so the image-token count matches the real input;
 - ``noise``: the real image after forward diffusion to step 500 of 1000 with VCD's noise schedule
-  (``vlm_noise``): the same size, its details drowned in Gaussian noise;
+  (``vlm_noise``): the same size, its details drowned in Gaussian noise. ``reference_image`` noises the
+  image's pixels; ``VLMBackend`` by default adds the noise to the processor's normalised tensor instead, as
+  VCD's code does (``noise_space``);
 - ``unk``: no image, with the tokenizer's unknown token written where the image would be (the
   LLaVA-Align code's text-only variant; models without an unk token get the literal ``<unk>``).
 """

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from biasaudit.backend.vlm import VLMBackend
 from biasaudit.backend.vlm_inputs import REFERENCE_MODES, diffusion_noise, open_image, reference_image
+from biasaudit.backend.vlm_noise import NoiseLayoutError, diffuse, diffusion_alpha_bar, noise_processed_images
 from biasaudit.errors import ImageReadError, InvalidRequestError, LabelCollisionError, NotAVisionLanguageModelError
 from biasaudit.models import load_vlm
 
@@ -167,9 +170,93 @@ def test_image_paths_equal_images(vlm, tmp_path):
 
 def test_noise_reference_does_not_depend_on_the_call(vlm):
     images = _images()
-    alone = vlm._rows(QUESTIONS[2:], images[2:], "noise")[0].image
-    together = vlm._rows(QUESTIONS, images, "noise")[2].image
-    np.testing.assert_array_equal(np.asarray(alone), np.asarray(together))
+    alone = vlm._encode(vlm._rows(QUESTIONS[2:], images[2:], "noise"))["pixel_values"][0]
+    together = vlm._encode(vlm._rows(QUESTIONS, images, "noise") + vlm._rows(QUESTIONS, images, "none"))
+    np.testing.assert_array_equal(alone.float().numpy(), together["pixel_values"][2].float().numpy())
+    pixel = VLMBackend(vlm.model, vlm.processor, noise_space="pixel", progress=False)
+    alone = pixel._rows(QUESTIONS[2:], images[2:], "noise")[0].image
+    np.testing.assert_array_equal(np.asarray(alone), np.asarray(pixel._rows(QUESTIONS, images, "noise")[2].image))
+
+
+ALPHA_BAR = diffusion_alpha_bar(500)  # VCD's schedule at step 500: about 0.74
+
+
+def _recovered_noise(backend: VLMBackend) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised real tensor, noise recovered from the noise reference's tensor) for a flat grey image."""
+    grey = [Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8))]  # the tiny models take 32x32: no resize
+    real = backend._encode(backend._rows(QUESTIONS[:1], grey, "image"))["pixel_values"].double().numpy()
+    noised = backend._encode(backend._rows(QUESTIONS[:1], grey, "noise"))["pixel_values"].double().numpy()
+    return real, (noised - np.sqrt(ALPHA_BAR) * real) / np.sqrt(1 - ALPHA_BAR)
+
+
+def test_noise_is_added_to_the_normalised_tensor_as_vcd_does(vlm):
+    # VCD: x_t = sqrt(a) x_0 + sqrt(1 - a) eps on the processor's normalised tensor x_0, eps ~ N(0, 1), no clip.
+    real, eps = _recovered_noise(vlm)
+    assert abs(eps.mean()) < 0.05 and abs(eps.std() - 1.0) < 0.03  # the noise level comes back: sqrt(1 - a)
+    # Exactly diffuse() of the image's own tensor, seeded by the image.
+    grey = Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8))
+    seed = vlm.seed + zlib.crc32(grey.tobytes())
+    noised = vlm._encode(vlm._rows(QUESTIONS[:1], [grey], "noise"))["pixel_values"].double().numpy()
+    np.testing.assert_allclose(noised, diffuse(real, 500, seed=seed).reshape(real.shape), atol=1e-6)
+
+
+def test_pixel_space_noise_is_larger_for_clip_normalised_models(vlm):
+    # The old preset noised the image scaled to [-1, 1]: in a CLIP-normalised tensor (std ~0.27) that is
+    # 0.5 / 0.27 ~ 1.9 times VCD's noise; a SigLIP-style std of 0.5 (Idefics3) gives the same level.
+    pixel = VLMBackend(vlm.model, vlm.processor, noise_space="pixel", progress=False)
+    _, eps = _recovered_noise(pixel)
+    ratio = float(eps.std())
+    if vlm.family == "llava":  # no resize at 32x32: the ratio is 0.5 / std, less a little clipping at 0 and 255
+        expected = float(np.mean(0.5 / np.asarray(vlm.processor.image_processor.image_std)))
+        assert ratio == pytest.approx(expected, rel=0.05) and 1.75 < ratio < 1.95, (ratio, expected)
+    else:  # std 0.5 gives the same level, and Idefics3's resizing (32 -> 64 -> 32) smooths pixel noise: 0.79
+        assert 0.7 < ratio < 1.0, ratio
+    # diffusion_noise with the processor's mean and std matches VCD's level in pixel space too.
+    ip = vlm.processor.image_processor
+    grey = np.full((48, 48, 3), 128, dtype=np.uint8)
+    noised = diffusion_noise(grey, seed=3, mean=ip.image_mean, std=ip.image_std).astype(np.float64)
+    in_tensor = (noised / 255 - np.asarray(ip.image_mean)) / np.asarray(ip.image_std)
+    x0 = (128 / 255 - np.asarray(ip.image_mean)) / np.asarray(ip.image_std)
+    assert np.std((in_tensor - np.sqrt(ALPHA_BAR) * x0) / np.sqrt(1 - ALPHA_BAR)) == pytest.approx(1.0, abs=0.04)
+
+
+def test_unknown_tensor_layout_falls_back_to_pixel_noise(vlm, monkeypatch):
+    backend = VLMBackend(vlm.model, vlm.processor, progress=False)
+    images = _images()
+
+    def refuse(*args, **kwargs):
+        raise NoiseLayoutError("a layout we do not know")
+
+    monkeypatch.setattr("biasaudit.backend.vlm.noise_processed_images", refuse)
+    with pytest.warns(UserWarning, match="pixel space"):
+        enc = backend._encode(backend._rows(QUESTIONS, images, "noise"))
+    assert backend.noise_space == "pixel"
+    pixel = VLMBackend(vlm.model, vlm.processor, noise_space="pixel", progress=False)
+    expected = pixel._encode(pixel._rows(QUESTIONS, images, "noise"))["pixel_values"]
+    np.testing.assert_array_equal(enc["pixel_values"].numpy(), expected.numpy())
+    with pytest.raises(InvalidRequestError, match="noise_space"):
+        VLMBackend(vlm.model, vlm.processor, noise_space="latent")
+
+
+def test_noise_layouts_per_image_and_per_row():
+    import torch
+
+    class Identity:  # an "image processor" that returns the image as a (1, 1, 2, 2) tensor
+        def __call__(self, images, return_tensors):
+            return {"pixel_values": torch.tensor(np.asarray(images[0]), dtype=torch.float32)[None, None]}
+
+    image = np.ones((2, 2), dtype=np.float32)
+    per_image = torch.stack([torch.ones(1, 2, 2), torch.ones(1, 2, 2)])  # 2 images for 3 rows (row 1 text-only)
+    noise_processed_images(per_image, [image, None, image], [None, None, 5], Identity())
+    assert torch.equal(per_image[0], torch.ones(1, 2, 2)) and not torch.equal(per_image[1], torch.ones(1, 2, 2))
+    per_row = torch.zeros(3, 1, 2, 2)
+    per_row[0], per_row[2] = 1, 1
+    noise_processed_images(per_row, [image, None, image], [None, None, 5], Identity())
+    assert torch.equal(per_row[1], torch.zeros(1, 2, 2)) and torch.allclose(per_row[2], per_image[1])
+    with pytest.raises(NoiseLayoutError, match="match neither"):
+        noise_processed_images(torch.zeros(5, 1, 2, 2), [image, None, image], [None, None, 5], Identity())
+    with pytest.raises(NoiseLayoutError, match="differs"):
+        noise_processed_images(torch.zeros(3, 1, 2, 2), [image, None, image], [None, None, 5], Identity())
 
 
 def test_reference_images_known_answers():
