@@ -7,11 +7,23 @@ out of the real answer distribution over the K answer labels,
 
     p_cal  ∝  diag(p_ref)^-1 p                                  (the paper's post-hoc debias rule)
 
-where p is the label distribution with the real image and p_ref the reference one, both renormalised over the
-labels. Several references are combined by summing their label distributions and renormalising. ``per_question``
-mode (the paper's) uses each question's own reference; ``dataset`` mode divides by the reference averaged over a
-set of questions, a single prior ``prior_`` (K,) that can ship with a prompt, as ICL calibration's does
-(``biasaudit.calibration.base``).
+where p is the label distribution with the real image, renormalised over the labels, and p_ref the reference
+one. What follows is the authors' code (``experiments/eval/eval_pope_calibrate.py``, also the MME and MMMU
+scripts), which the paper's formula leaves open:
+
+- several references are combined by summing their *raw* label probabilities (each reference's probability of
+  each label, not renormalised per reference) and normalising once, so a reference that puts little mass on the
+  answer labels weighs little;
+- ``per_question`` mode (the paper's ``individual``) divides each question by its own combined reference,
+  with ``epsilon`` = 1e-4 added to every reference probability (``p_cf = [x + 1e-4 for x in p_cf]``):
+  the correction factor between two labels is then at most about 1/epsilon = 1e4, so a language prior
+  stronger than 1e4 : 1 is only partly divided out;
+- ``dataset`` mode (the code's ``all``) divides by one prior ``prior_`` (K,): the raw combined label
+  probabilities averaged over the questions and normalised, with no epsilon. It can ship with a prompt, as ICL
+  calibration's does (``biasaudit.calibration.base``).
+
+``epsilon`` is a constructor parameter: 0 gives the exact division of the paper's formula (strong priors
+fully removed), with zero reference probabilities floored at ``PROB_FLOOR``.
 
 The reference probabilities themselves come from a backend (the image-less prompts); this module only does the
 arithmetic, so it is exact and cheap to test.
@@ -33,22 +45,22 @@ REFERENCES: tuple[str, ...] = ("none", "blank", "noise", "unk")
 
 MODES: tuple[str, ...] = ("per_question", "dataset")
 
+REFERENCE_EPSILON = 1e-4
+"""What the authors' code adds to every per-question reference probability before dividing (see the module
+docstring); the default ``epsilon`` in ``per_question`` mode."""
+
 PROB_FLOOR = float(np.finfo(np.float64).tiny)
-"""Smallest reference probability divided by. A label the reference gives probability 0 would make p / p_ref
-infinite (and 0/0 a NaN where p is 0 too); flooring keeps the rule's limit -- such a label wins whenever the
-real image gives it any mass -- while every output stays a finite distribution. The floor is the smallest
-normal float, not a "small" number like 1e-12: a strong language prior leaves the other labels reference
-probabilities far below 1e-12 (e^-40 is common), and a coarser floor would silently undo the division."""
+"""Smallest reference probability divided by when ``epsilon`` is 0. A label the reference gives probability 0
+would make p / p_ref infinite (and 0/0 a NaN where p is 0 too); flooring keeps the rule's limit -- such a label
+wins whenever the real image gives it any mass -- while every output stays a finite distribution. The floor is
+the smallest normal float, not a "small" number like 1e-12, so that ``epsilon=0`` really is the exact division:
+a strong language prior leaves the other labels reference probabilities far below 1e-12 (e^-40 is common)."""
 
 _METHOD = "lvlm_posthoc_debias"
 
 
-def label_distribution(probs: np.ndarray, *, log_probs: bool = False, what: str = "probs") -> np.ndarray:
-    """Rows of ``probs`` (n, K) renormalised over the K labels, after checking they are usable.
-
-    With ``log_probs=True`` the input holds (possibly unnormalised) label log-probs, as the backend returns them;
-    they are exponentiated stably (max subtracted) before renormalising. ``what`` names the array in errors.
-    """
+def _log_label_masses(probs: np.ndarray, *, log_probs: bool, what: str) -> np.ndarray:
+    """Log of the raw label probabilities (n, K) after checking they are usable (-inf where a label has none)."""
     arr = np.asarray(probs, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 1:
         raise ValueError(f"{what} must be a 2-D array (n_questions, n_labels), got shape {arr.shape}")
@@ -57,34 +69,57 @@ def label_distribution(probs: np.ndarray, *, log_probs: bool = False, what: str 
             raise ValueError(f"{what} holds NaN or +inf log-probs")
         if np.any(np.all(arr == -np.inf, axis=1)):
             raise ValueError(f"{what} has a row whose log-probs are all -inf (no label has any probability)")
-        arr = np.exp(arr - arr.max(axis=1, keepdims=True))
-    else:
-        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-            raise ValueError(f"{what} must hold finite, non-negative probabilities")
-    sums = arr.sum(axis=1, keepdims=True)
-    if np.any(sums <= 0):
-        rows = np.flatnonzero(sums[:, 0] <= 0).tolist()
-        raise ValueError(f"{what} rows {rows[:10]} sum to 0: no label has any probability there")
-    return arr / sums
+        return arr
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{what} must hold finite, non-negative probabilities")
+    zero = np.all(arr == 0, axis=1)
+    if np.any(zero):
+        raise ValueError(
+            f"{what} rows {np.flatnonzero(zero)[:10].tolist()} sum to 0: no label has any probability there"
+        )
+    with np.errstate(divide="ignore"):
+        return np.log(arr)
+
+
+def _normalised(log_masses: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(log_masses) normalised along ``axis``, computed stably (the max subtracted first)."""
+    shifted = np.exp(log_masses - log_masses.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def label_distribution(probs: np.ndarray, *, log_probs: bool = False, what: str = "probs") -> np.ndarray:
+    """Rows of ``probs`` (n, K) renormalised over the K labels, after checking they are usable.
+
+    With ``log_probs=True`` the input holds (possibly unnormalised) label log-probs, as the backend returns them;
+    they are exponentiated stably (max subtracted) before renormalising. ``what`` names the array in errors.
+    """
+    return _normalised(_log_label_masses(probs, log_probs=log_probs, what=what))
 
 
 class PostHocDebias:
-    """Divide the label distribution by a reference (image-removed) distribution: p_cal ∝ diag(p_ref)^-1 p.
+    """Divide the label distribution by a reference (image-removed) distribution: p_cal ∝ diag(p_ref + ε)^-1 p.
 
     Parameters
     ----------
     references: names of the reference inputs combined, each one of ``REFERENCES`` ("none", "blank", "noise",
-        "unk"); their label distributions are summed and renormalised (Zhang et al. 2024).
+        "unk"); their raw label probabilities are summed and normalised once (Zhang et al. 2024's code).
     mode: "per_question" divides each question by its own reference (the paper); "dataset" divides every
-        question by the mean reference over the questions ``fit`` saw.
+        question by the mean raw reference over the questions ``fit`` saw, normalised.
+    epsilon: ε added to every reference probability before dividing. None (default) follows the authors' code:
+        ``REFERENCE_EPSILON`` = 1e-4 in ``per_question`` mode, 0 in ``dataset`` mode. It bounds the correction
+        between two labels by about 1/ε, so with the default a prior stronger than 1e4 : 1 survives in part; 0
+        divides exactly (a zero reference probability is then floored at ``PROB_FLOOR``).
 
     Attributes (after ``fit``)
     --------------------------
     reference_: (n_questions, K) combined per-question reference distribution.
-    prior_: (K,) mean of ``reference_`` over the questions (``dataset`` mode only).
+    prior_: (K,) the dataset prior (``dataset`` mode only).
 
-    Every method taking probabilities also takes ``log_probs=True`` for label log-probs (natural log, possibly
-    unnormalised over the labels), which is what ``Backend.label_log_probs`` returns.
+    Every method taking probabilities also takes ``log_probs=True`` for label log-probs (natural log), which is
+    what ``Backend.label_log_probs`` returns. Give raw probabilities (or log-probs normalised over the
+    vocabulary, as backends return them) when combining several references or fitting a dataset prior: their
+    label mass is what weighs one reference, or one question, against another, as in the authors' code.
+    Probabilities already renormalised over the labels weigh every reference and question equally.
 
     Example
     -------
@@ -99,9 +134,11 @@ class PostHocDebias:
         self,
         references: Sequence[str] = ("none",),
         mode: Literal["per_question", "dataset"] = "per_question",
+        epsilon: float | None = None,
     ) -> None:
         self.references = references
         self.mode = mode
+        self.epsilon = epsilon
         self._validate_params()
 
     # -- scikit-learn style parameters ---------------------------------------------------------
@@ -119,6 +156,15 @@ class PostHocDebias:
         if len(set(names)) != len(names):
             duplicated = sorted({name for name in names if names.count(name) > 1})
             raise ValueError(f"references {duplicated} are listed twice; each reference counts once")
+        if self.epsilon is not None and not (np.isfinite(self.epsilon) and self.epsilon >= 0):
+            raise ValueError(f"epsilon must be None (the authors' choice) or a finite number >= 0, got {self.epsilon}")
+
+    @property
+    def epsilon_used(self) -> float:
+        """The ε actually added: ``epsilon``, or the authors' choice for this mode when it is None."""
+        if self.epsilon is not None:
+            return float(self.epsilon)
+        return REFERENCE_EPSILON if self.mode == "per_question" else 0.0
 
     def get_params(self) -> dict[str, Any]:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
@@ -129,10 +175,8 @@ class PostHocDebias:
         return f"{type(self).__name__}({params})"
 
     # -- the reference --------------------------------------------------------------------------
-    def combine_references(self, reference_probs: Mapping[str, np.ndarray], *, log_probs: bool = False) -> np.ndarray:
-        """Combined per-question reference (n, K): each named reference renormalised over the labels, the
-        distributions summed and renormalised (i.e. their mean). Keys outside ``references`` are ignored, so
-        one dict of every reference scored can feed estimators that use different subsets."""
+    def _log_combined(self, reference_probs: Mapping[str, np.ndarray], log_probs: bool) -> np.ndarray:
+        """log of the summed raw label probabilities of the named references: (n, K)."""
         self._validate_params()
         missing = [name for name in self.references if name not in reference_probs]
         if missing:
@@ -140,27 +184,34 @@ class PostHocDebias:
                 f"reference probabilities for {missing} are missing; got {sorted(reference_probs)}, "
                 f"need {list(self.references)}"
             )
-        dists = [
-            label_distribution(reference_probs[name], log_probs=log_probs, what=f"reference_probs[{name!r}]")
+        logs = [
+            _log_label_masses(reference_probs[name], log_probs=log_probs, what=f"reference_probs[{name!r}]")
             for name in self.references
         ]
-        shapes = {name: d.shape for name, d in zip(self.references, dists, strict=True)}
+        shapes = {name: lm.shape for name, lm in zip(self.references, logs, strict=True)}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"reference probabilities disagree in shape (n_questions, n_labels): {shapes}")
-        total = np.sum(dists, axis=0)
-        return total / total.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            return np.logaddexp.reduce(np.stack(logs), axis=0)
+
+    def combine_references(self, reference_probs: Mapping[str, np.ndarray], *, log_probs: bool = False) -> np.ndarray:
+        """Combined per-question reference (n, K): the named references' raw label probabilities summed and
+        normalised over the labels (the authors' ``p_cf = all_p_y / np.sum(all_p_y)``). Keys outside
+        ``references`` are ignored, so one dict of every reference scored can feed estimators that use different
+        subsets."""
+        return _normalised(self._log_combined(reference_probs, log_probs))
 
     def fit(self, reference_probs: Mapping[str, np.ndarray], *, log_probs: bool = False) -> PostHocDebias:
         """Learn the reference from ``reference_probs``: name -> (n_questions, K) label probabilities with that
         reference input, rows in the same question order for every name. Stores ``reference_`` and, in
-        ``dataset`` mode, ``prior_`` = mean of ``reference_`` over the questions."""
-        reference = self.combine_references(reference_probs, log_probs=log_probs)
-        if reference.shape[0] == 0:
+        ``dataset`` mode, ``prior_``: the raw combined probabilities averaged over the questions, normalised."""
+        log_combined = self._log_combined(reference_probs, log_probs)
+        if log_combined.shape[0] == 0:
             raise ValueError("fit needs reference probabilities for at least one question")
-        self.reference_ = reference
+        self.reference_ = _normalised(log_combined)
         if self.mode == "dataset":
-            prior = reference.mean(axis=0)
-            self.prior_ = prior / prior.sum()
+            with np.errstate(divide="ignore"):
+                self.prior_ = _normalised(np.logaddexp.reduce(log_combined, axis=0))
         elif hasattr(self, "prior_"):
             del self.prior_
         return self
@@ -209,16 +260,15 @@ class PostHocDebias:
 
         ``per_question`` mode divides by ``reference_probs`` (name -> (n, K), same rows as ``probs``) or, when
         None, by the fitted ``reference_``; ``dataset`` mode divides by ``prior_``. ``log_probs`` applies to
-        ``probs`` and ``reference_probs`` alike. Reference probabilities are floored at ``PROB_FLOOR``.
+        ``probs`` and ``reference_probs`` alike. The divisor is p_ref + ``epsilon_used``, floored at
+        ``PROB_FLOOR``.
         """
-        p = label_distribution(probs, log_probs=log_probs)
-        p_ref = self._reference_for(p, reference_probs, log_probs)
-        # In log space: p / p_ref overflows when p_ref is near the floor.
+        log_p = _log_label_masses(probs, log_probs=log_probs, what="probs")
+        p_ref = self._reference_for(log_p, reference_probs, log_probs)
+        # In log space: p / p_ref overflows when p_ref is near the floor (epsilon 0), and p may underflow.
         with np.errstate(divide="ignore"):
-            log_cal = np.log(p) - np.log(np.maximum(p_ref, PROB_FLOOR))
-        log_cal -= log_cal.max(axis=1, keepdims=True)
-        calibrated = np.exp(log_cal)
-        return calibrated / calibrated.sum(axis=1, keepdims=True)
+            log_cal = log_p - np.log(np.maximum(p_ref + self.epsilon_used, PROB_FLOOR))
+        return _normalised(log_cal)
 
     def predict(
         self,
@@ -235,7 +285,7 @@ class PostHocDebias:
         """JSON-ready parameters and fitted state (``reference_``, ``prior_`` where fitted)."""
         data: dict[str, Any] = {
             "method": _METHOD,
-            "params": {"references": list(self.references), "mode": self.mode},
+            "params": {"references": list(self.references), "mode": self.mode, "epsilon": self.epsilon},
             "biasaudit_version": __version__,
         }
         if hasattr(self, "reference_"):
@@ -250,7 +300,7 @@ class PostHocDebias:
         if data.get("method") != _METHOD:
             raise ValueError(f"not a {cls.__name__} record: method is {data.get('method')!r}, expected {_METHOD!r}")
         params = dict(data.get("params", {}))
-        unknown = sorted(set(params) - {"references", "mode"})
+        unknown = sorted(set(params) - {"references", "mode", "epsilon"})
         if unknown:
             raise ValueError(f"unknown {cls.__name__} parameter(s) {unknown}")
         if "references" in params:
