@@ -25,8 +25,14 @@ Run from the repository root::
 
 It prints the tables and writes ``benchmarks/results/icl_calibration.json`` (config, machine, every
 number), after each task too: an interrupted run resumes from its finished tasks (``--restart`` redoes
-them). Without the data folder (``fewshot_cls/`` under ``--data-dir``) it prints "skipped: ..." and
-exits 0. Timings are wall-clock on whatever else the machine is running at the time.
+them). Beside it, ``icl_calibration.npz`` keeps every label log-prob the numbers come from (test sets,
+CC's and DC's calibration inputs per condition, the label-bias inputs; about 1 MB), so a change of a
+calibrator or a measurement is rescored without the model::
+
+    python benchmarks/icl_calibration.py --rescore benchmarks/results/icl_calibration.json
+
+Without the data folder (``fewshot_cls/`` under ``--data-dir``) it prints "skipped: ..." and exits 0.
+Timings are wall-clock on whatever else the machine is running at the time.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from rich.table import Table
 
 from biasaudit.calibration.contextual import CONTENT_FREE_INPUTS
 from biasaudit.calibration.domain_context import DomainContextCalibrator
-from biasaudit.calibration.evaluate import METHODS, TASKS, ICLEvalConfig, evaluate_icl
+from biasaudit.calibration.evaluate import METHODS, TASKS, ICLEvalConfig, evaluate_icl, rescore_icl
 from biasaudit.calibration.tasks import (
     DatasetNotFoundError,
     default_data_dir,
@@ -67,34 +73,61 @@ REUSE_CONDITION = ("sst2", 8, 0)
 
 
 # ------------------------------------------------------------------------------------------- running
+RawLogProbs = dict[str, dict[str, np.ndarray]]
+
+
 def run_table(
     backend: Any,
     config: ICLEvalConfig,
     data_dir: Path,
     console: Console,
-    checkpoint: Callable[[dict, dict], None],
-    done: tuple[dict[str, Any], dict[str, float]] = ({}, {}),
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """``evaluate_icl`` one task at a time; results and seconds per task.
+    checkpoint: Callable[[dict, dict, RawLogProbs], None],
+    done: tuple[dict[str, Any], dict[str, float], RawLogProbs] = ({}, {}, {}),
+) -> tuple[dict[str, Any], dict[str, float], RawLogProbs]:
+    """``evaluate_icl`` one task at a time; results, seconds and label log-probs per task.
 
-    Per task, so a long run logs its progress and ``checkpoint(results, seconds)`` can save what is done
-    (a run stopped half-way keeps its finished tasks). ``done``: (results, seconds) of tasks an earlier,
-    interrupted run of the same configuration finished; they are not run again.
+    Per task, so a long run logs its progress and ``checkpoint(results, seconds, raw)`` can save what is
+    done (a run stopped half-way keeps its finished tasks). ``done``: what an earlier, interrupted run of
+    the same configuration finished; those tasks are not run again.
     """
     results: dict[str, Any] = dict(done[0])
     seconds: dict[str, float] = dict(done[1])
+    raw: RawLogProbs = dict(done[2])
     show_bar = console.is_terminal
     for name in config.tasks:
-        if name in results and name in seconds:
+        if name in results and name in seconds and name in raw:
             console.print(f"  {name}: kept from the interrupted run ({seconds[name]:.0f} s then)", highlight=False)
             continue
         start = time.perf_counter()
         task_config = ICLEvalConfig.from_dict({**config.to_dict(), "tasks": [name]})
-        results.update(evaluate_icl(backend, task_config, data_dir, progress=show_bar))
+        results.update(evaluate_icl(backend, task_config, data_dir, progress=show_bar, raw=raw))
         seconds[name] = time.perf_counter() - start
         console.print(f"  {name}: {seconds[name]:.0f} s (n_test={results[name]['n_test']})", highlight=False)
-        checkpoint(results, seconds)
-    return results, seconds
+        checkpoint(results, seconds, raw)
+    return results, seconds, raw
+
+
+def raw_path(json_path: Path) -> Path:
+    """Where the label log-probs of the run at ``json_path`` are kept (``.npz`` beside it)."""
+    return json_path.with_suffix(".npz")
+
+
+def save_raw(path: Path, raw: RawLogProbs) -> None:
+    """Every label log-prob as one compressed ``.npz`` (keys ``<task>/<key>``), written atomically."""
+    arrays = {f"{task}/{key}": value for task, entries in raw.items() for key, value in entries.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(path)
+
+
+def load_raw(path: Path) -> RawLogProbs:
+    raw: RawLogProbs = {}
+    with np.load(path) as data:
+        for name in data.files:
+            task, key = name.split("/", 1)
+            raw.setdefault(task, {})[key] = data[name]
+    return raw
 
 
 def reuse_comparison(backend: Any, data_dir: Path, n_test: int, mode: str) -> dict[str, Any]:
@@ -225,7 +258,7 @@ def score_table(
 
 
 def bias_table(results: dict[str, Any]) -> Table:
-    table = Table(title="Label bias per task (uncalibrated; value [95% bootstrap CI])")
+    table = Table(title="Label bias per task (uncalibrated; value [95% interval])")
     columns = ("task", "shots", "vanilla (TV)", "context (TV)", "domain (KL)", "pred. skew (TV)", "recall spread")
     for col in columns:
         table.add_column(col, justify="left" if col == "task" else "right")
@@ -308,6 +341,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--from-json", type=Path, default=None, help="re-print tables and checks of a finished run (no model)"
+    )
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        default=None,
+        help="recompute a finished run's scores and label bias from its saved log-probs (.npz beside it; no model)",
     )
     parser.add_argument("--plot", action="store_true", help="also write a Macro-F1 vs shots PNG next to the JSON")
     parser.add_argument(
@@ -434,17 +473,21 @@ def report(payload: dict[str, Any], data_dir: Path | None, console: Console) -> 
     return payload | {"average_over_tasks": average, "expectation": check}
 
 
-def unfinished_run(path: Path, config: ICLEvalConfig, model: str) -> tuple[dict[str, Any], dict[str, float]]:
-    """(results, seconds) per task of an interrupted run at ``path`` with the same configuration and model.
+def unfinished_run(
+    path: Path, config: ICLEvalConfig, model: str
+) -> tuple[dict[str, Any], dict[str, float], RawLogProbs]:
+    """(results, seconds, label log-probs) per task of an interrupted run at ``path`` with the same
+    configuration and model.
 
     Anything else there (a finished run, another configuration, no file) gives nothing to resume.
     """
-    raw = read_json(path) if path.exists() else None
-    if not raw or raw.get("complete") is not False:
-        return {}, {}
-    if raw.get("config") != config.to_dict() or raw.get("model") != model:
-        return {}, {}
-    return raw.get("results", {}), raw.get("seconds_per_task", {})
+    saved = read_json(path) if path.exists() else None
+    if not saved or saved.get("complete") is not False:
+        return {}, {}, {}
+    if saved.get("config") != config.to_dict() or saved.get("model") != model:
+        return {}, {}, {}
+    raw = load_raw(raw_path(path)) if raw_path(path).exists() else {}
+    return saved.get("results", {}), saved.get("seconds_per_task", {}), raw
 
 
 def run(args: argparse.Namespace, data_dir: Path, console: Console, command: str) -> dict[str, Any]:
@@ -466,15 +509,19 @@ def run(args: argparse.Namespace, data_dir: Path, console: Console, command: str
     load_seconds = time.perf_counter() - load_start
     console.print(f"model {backend.name} loaded in {load_seconds:.1f} s; prefix reuse: {backend.prefix_reuse}")
 
-    def checkpoint(done: dict[str, Any], seconds: dict[str, float]) -> None:
+    def checkpoint(done: dict[str, Any], seconds: dict[str, float], raw: RawLogProbs) -> None:
+        save_raw(raw_path(args.out), raw)
         partial = {"benchmark": "icl_calibration", "complete": False, "command": command, "model": backend.name}
         partial |= {"config": config.to_dict(), "machine": machine, "seconds_per_task": seconds, "results": done}
         write_json_atomic(args.out, partial)
 
-    resumed = ({}, {}) if args.restart else unfinished_run(args.out, config, backend.name)
+    resumed: tuple[dict[str, Any], dict[str, float], RawLogProbs] = (
+        ({}, {}, {}) if args.restart else unfinished_run(args.out, config, backend.name)
+    )
     if resumed[0]:
         console.print(f"resuming the interrupted run in {args.out}: {sorted(resumed[0])} done (--restart to redo)")
-    results, task_seconds = run_table(backend, config, data_dir, console, checkpoint, resumed)
+    results, task_seconds, raw = run_table(backend, config, data_dir, console, checkpoint, resumed)
+    save_raw(raw_path(args.out), raw)
     # The sum of the per-task times, so a resumed run counts each task once, as it was measured.
     table_seconds = float(sum(task_seconds.values()))
     machine["load_average_after_table"] = list(os.getloadavg())
@@ -508,7 +555,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 170)
     command = " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)])
     data_dir = resolve_data_dir(args.data_dir)
-    if args.from_json is not None:
+    if args.rescore is not None:
+        saved = read_json(args.rescore)
+        if saved is None or not saved.get("complete") or not raw_path(args.rescore).exists():
+            print(f"error: {args.rescore} is not a finished run with its log-probs beside it", file=sys.stderr)
+            return 2
+        config = ICLEvalConfig.from_dict(saved["config"])
+        rescored = rescore_icl(load_raw(raw_path(args.rescore)), config, data_dir)
+        for name, task in rescored.items():
+            task["truncated_labels"] = saved["results"][name].get("truncated_labels")
+        payload = report(saved | {"results": rescored}, data_dir, console) | {"rescore_command": command}
+        out = args.out if args.out != DEFAULT_OUT else args.rescore
+    elif args.from_json is not None:
         raw = read_json(args.from_json)
         if raw is None or not raw.get("complete"):
             print(f"error: {args.from_json} is not the JSON of a finished run", file=sys.stderr)
