@@ -4,14 +4,14 @@ For every BiasLens probe suite that names a matching category in CrowS-Pairs, BB
 (``traditional:`` in ``probes/biaslens/*.yaml``), on the default model (SmolLM2-135M-Instruct, CPU):
 
 * BiasLens category score: mean Bias(target; stereotyped group, other group) over the suite's probes,
-  with its bootstrap 95% CI (``biasaudit.biaslens.audit``); positive = stereotype-consistent.
+  with its half-sample 95% CI (``biasaudit.biaslens.audit``); positive = stereotype-consistent.
 * Traditional score of the same category, oriented the same way (positive = stereotype-consistent):
   CrowS-Pairs % stereotype preferred − 50; BBQ bias score in ambiguous contexts (s_AMB, ×100) and in
   disambiguated contexts (s_DIS, ×100); StereoSet SS − 50.
-* Spearman rho between the BiasLens and each traditional score across the shared categories, with a
-  bootstrap CI over categories (resampled with replacement; resamples with fewer than 3 distinct
-  categories are skipped). The paper (Gao et al. 2025) reports rho > 0.85; with one small model and
-  at most 8 categories, the interval is wide -- read it, not the point estimate.
+* Spearman rho between the BiasLens and each traditional score across the shared categories, with an
+  exact permutation p-value, and a CI only from 10 categories (fewer give no interval that covers).
+  The paper (Gao et al. 2025) reports rho > 0.85; with one small model and at most 8 categories, read
+  the p-value, not the point estimate.
 
 Run from the repository root::
 
@@ -37,13 +37,13 @@ import numpy as np
 from machine import machine_info  # benchmarks/machine.py (scripts run from benchmarks/)
 from rich.console import Console
 from rich.table import Table
-from scipy.stats import spearmanr
 
 from biasaudit.backend.hf import HFBackend
 from biasaudit.biaslens.audit import BiasLensAudit, BiasLensConfig
 from biasaudit.biaslens.probes import load_probe_suite, shipped_suites
 from biasaudit.jsonio import write_json_atomic
 from biasaudit.metrics import run_benchmark
+from biasaudit.stats import MIN_PAIRS_FOR_RHO_CI, rank_correlation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -80,26 +80,20 @@ PARTS = ("biaslens", "crows_pairs", "bbq", "stereoset")
 METRIC_DATASET = {"crows_pairs": "crows_pairs", "bbq_ambig": "bbq", "bbq_disambig": "bbq", "stereoset": "stereoset"}
 
 
-def correlate(x: list[float], y: list[float], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Spearman rho and a bootstrap CI over categories."""
+def correlate(x: list[float], y: list[float]) -> dict[str, Any]:
+    """Spearman rho, its exact permutation p-value and, from 10 categories, a CI (``biasaudit.stats``).
+
+    Below 10 categories no interval is reported: bootstrap and Fisher-z intervals covered a population
+    rho of 0.89 in ~75% of simulated samples of 5 (tests/stats/test_rank_correlation_intervals.py)."""
     n = len(x)
     if n < 3:
-        return {"n_categories": n, "rho": None, "ci95": None, "note": "fewer than 3 shared categories"}
-    rho = float(spearmanr(x, y).statistic)
-    if n < 4:  # every resample with >= 3 distinct categories is the original set: no interval exists
-        return {"n_categories": n, "rho": rho, "ci95": None, "note": "too few categories for a bootstrap interval"}
-    rng = np.random.default_rng(seed)
-    xs, ys = np.asarray(x), np.asarray(y)
-    stats = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        if len(set(idx.tolist())) < 3:
-            continue
-        value = spearmanr(xs[idx], ys[idx]).statistic
-        if np.isfinite(value):
-            stats.append(float(value))
-    ci = [float(q) for q in np.quantile(stats, [0.025, 0.975])] if stats else None
-    return {"n_categories": n, "rho": rho, "ci95": ci, "n_bootstrap_used": len(stats)}
+        return {"n_categories": n, "rho": None, "p_value": None, "ci95": None, "note": "fewer than 3 shared categories"}
+    out = rank_correlation(np.asarray(x), np.asarray(y))
+    ci = [out["ci_low"], out["ci_high"]] if out["ci_low"] is not None else None
+    result: dict[str, Any] = {"n_categories": n, "rho": out["rho"], "p_value": out["p_value"], "ci95": ci}
+    if ci is None:
+        result["note"] = f"no CI below {MIN_PAIRS_FOR_RHO_CI} categories; p is an exact permutation p-value"
+    return result
 
 
 def main() -> int:
@@ -120,7 +114,7 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
     if args.rescore:
-        return rescore(args.out, args.seed, console)
+        return rescore(args.out, console)
     if not (args.data_dir / "crows_pairs").is_dir():
         console.print(f"skipped: {args.data_dir} has no crows_pairs/ (the shared datasets live beside the repo)")
         return 0
@@ -166,23 +160,23 @@ def main() -> int:
         "timings_s": timings,
         "paper_claim": "Spearman rho > 0.85 against traditional metrics (Gao et al. 2025)",
     }
-    payload.update(summarise(lens, raw, args.seed, console))
+    payload.update(summarise(lens, raw, console))
     console.print("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     write_json_atomic(args.out, payload)
     console.print(f"results: {args.out}")
     return 0
 
 
-def rescore(path: Path, seed: int, console: Console) -> int:
+def rescore(path: Path, console: Console) -> int:
     """Recompute the table and correlations from a saved run (no model work)."""
     payload = json.loads(path.read_text())
-    payload.update(summarise(payload["biaslens"], payload["traditional_raw"], seed, console))
+    payload.update(summarise(payload["biaslens"], payload["traditional_raw"], console))
     write_json_atomic(path, payload)
     console.print(f"results: {path}")
     return 0
 
 
-def summarise(lens: dict[str, Any], raw: dict[str, dict[str, Any]], seed: int, console: Console) -> dict[str, Any]:
+def summarise(lens: dict[str, Any], raw: dict[str, dict[str, Any]], console: Console) -> dict[str, Any]:
     """Rows (category, BiasLens, traditional scores), rho per metric, and the traditional metrics'
     agreement with each other (the ceiling any single score can reach against them); prints the table."""
     traditional = traditional_scores(raw)
@@ -202,7 +196,7 @@ def summarise(lens: dict[str, Any], raw: dict[str, dict[str, Any]], seed: int, c
             for r in rows
             if r["biaslens"]["score"] is not None and r[metric] is not None and r[metric]["value"] is not None
         ]
-        correlations[metric] = correlate([p[0] for p in pairs], [p[1] for p in pairs], seed=seed)
+        correlations[metric] = correlate([p[0] for p in pairs], [p[1] for p in pairs])
 
     table = Table(title="BiasLens vs traditional bias metrics (default model; > 0 = stereotype-consistent)")
     for column in ("category", "BiasLens (95% CI)", "CrowS %stereo−50", "BBQ s_AMB×100", "BBQ s_DIS×100", "SS−50"):
@@ -225,11 +219,7 @@ def summarise(lens: dict[str, Any], raw: dict[str, dict[str, Any]], seed: int, c
         if corr["rho"] is None:
             console.print(f"{metric}: {corr['note']} ({corr['n_categories']})")
         else:
-            ci = corr["ci95"]
-            ci_text = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "(no CI)"
-            console.print(
-                f"Spearman rho vs {metric}: {corr['rho']:+.2f} {ci_text} over {corr['n_categories']} categories"
-            )
+            console.print(f"Spearman rho vs {metric}: {_rho_text(corr)} over {corr['n_categories']} categories")
 
     agreement = {}
     metrics = list(METRIC_DATASET)
@@ -241,14 +231,16 @@ def summarise(lens: dict[str, Any], raw: dict[str, dict[str, Any]], seed: int, c
                 if r[first] and r[second] and r[first]["value"] is not None and r[second]["value"] is not None
             ]
             if len(pairs) >= 3:
-                agreement[f"{first} vs {second}"] = correlate([p[0] for p in pairs], [p[1] for p in pairs], seed=seed)
+                agreement[f"{first} vs {second}"] = correlate([p[0] for p in pairs], [p[1] for p in pairs])
     for name, corr in agreement.items():
-        ci = corr["ci95"]
-        ci_text = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "(no CI)"
-        console.print(
-            f"traditional metrics agree, {name}: rho {corr['rho']:+.2f} {ci_text} over {corr['n_categories']}"
-        )
+        console.print(f"traditional metrics agree, {name}: rho {_rho_text(corr)} over {corr['n_categories']}")
     return {"rows": rows, "correlations": correlations, "traditional_agreement": agreement}
+
+
+def _rho_text(corr: dict[str, Any]) -> str:
+    ci = corr["ci95"]
+    interval = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "(no CI)"
+    return f"{corr['rho']:+.2f} {interval}, p {corr['p_value']:.2f}"
 
 
 if __name__ == "__main__":

@@ -203,3 +203,47 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(replicates, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+# Below this many pairs a rank-correlation interval does not cover: Bonett and Wright's Fisher-z interval
+# and a bootstrap over pairs both covered a population rho of 0.89 in ~75% of simulated samples of 5.
+MIN_PAIRS_FOR_RHO_CI = 10
+
+
+def rho_interval(rho: float, n: int, *, confidence: float = 0.95) -> tuple[float, float] | None:
+    """CI of a population Spearman rho from a sample rho of ``n`` pairs: Fisher's z with Bonett & Wright's
+    (2000, Psychometrika 65:23) variance (1 + rho^2 / 2) / (n - 3); None below ``MIN_PAIRS_FOR_RHO_CI``."""
+    if n < MIN_PAIRS_FOR_RHO_CI or not np.isfinite(rho):
+        return None
+    r = min(max(rho, -0.9999), 0.9999)
+    half = _z(confidence) * math.sqrt((1.0 + r * r / 2.0) / (n - 3))
+    return math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray, *, confidence: float = 0.95) -> dict[str, float | int | None]:
+    """Spearman's rho of paired values, an exact permutation p-value, and from 10 pairs a CI.
+
+    p: two-sided ``scipy.stats.permutation_test`` over every pairing when n! <= 50,000 (n <= 8), else
+    50,000 random pairings; its size is alpha whatever n is. CI: ``rho_interval`` (None below 10 pairs).
+    Returns {"rho", "p_value", "ci_low", "ci_high", "n"}.
+    """
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    n = len(xs)
+    if n != len(ys) or n < 3:
+        raise ValueError(f"rank correlation needs at least 3 pairs of equal length, got {len(xs)} and {len(ys)}")
+    # Spearman's rho is Pearson's r of the ranks; ranking once lets the permutations run vectorised.
+    rx, ry = sps.rankdata(xs), sps.rankdata(ys)
+    ry = (ry - ry.mean()) / np.linalg.norm(ry - ry.mean())
+
+    def rho_of(a: np.ndarray, axis: int = -1) -> np.ndarray:
+        centred = a - a.mean(axis=axis, keepdims=True)
+        return np.sum(centred * ry, axis=axis) / np.linalg.norm(centred, axis=axis)
+
+    rho = float(rho_of(rx))
+    test = sps.permutation_test(
+        (rx,), rho_of, permutation_type="pairings", n_resamples=50_000, vectorized=True,
+        alternative="two-sided", rng=np.random.default_rng(0),
+    )  # fmt: skip
+    ci = rho_interval(rho, n, confidence=confidence)
+    return {"rho": rho, "p_value": float(test.pvalue), "ci_low": ci[0] if ci else None,
+            "ci_high": ci[1] if ci else None, "n": n}  # fmt: skip
