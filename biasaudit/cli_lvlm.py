@@ -18,6 +18,13 @@ def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _with_ci(metrics: dict, name: str, digits: int) -> str:
+    value, ci = metrics.get(name), metrics.get(f"{name}_ci")
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
 def lvlm(
     model: Annotated[str, typer.Argument(help="A local vision-language model folder or a hub id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
@@ -35,6 +42,15 @@ def lvlm(
     posthoc_mode: Annotated[
         str, typer.Option("--posthoc-mode", help="per_question (the paper's) or dataset (one averaged prior).")
     ] = "per_question",
+    posthoc_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--posthoc-epsilon",
+            min=0.0,
+            help="Added to reference probabilities before dividing (default: the authors' 1e-4 per question, "
+            "0 for a dataset prior; 0 divides exactly).",
+        ),
+    ] = None,
     alpha: Annotated[float, typer.Option(min=0.0, help="Debiased decoding strength α.")] = 1.0,
     beta: Annotated[float, typer.Option(min=0.0, max=1.0, help="Adaptive plausibility cut β.")] = 0.1,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Tokens per generated answer.")] = 8,
@@ -55,12 +71,12 @@ def lvlm(
     from biasaudit.jsonio import write_json_atomic
     from biasaudit.lvlm import probe as probes
     from biasaudit.lvlm.evaluate import LVLMEvaluator
-    from biasaudit.lvlm.report import render_html, render_markdown
+    from biasaudit.lvlm.report import format_change, render_html, render_markdown
 
     try:
         evaluator = LVLMEvaluator(
             mitigations=_split(mitigations), references=_split(references), posthoc_mode=posthoc_mode,
-            alpha=alpha, beta=beta, max_new_tokens=max_new_tokens, seed=seed,
+            posthoc_epsilon=posthoc_epsilon, alpha=alpha, beta=beta, max_new_tokens=max_new_tokens, seed=seed,
         )  # fmt: skip
         saved = Path(probe)
         if saved.is_dir():
@@ -91,15 +107,16 @@ def lvlm(
     (out / "lvlm.md").write_text(render_markdown(result))
     (out / "lvlm.html").write_text(render_html(result))
     table = Table(title=f"language prior: {backend.name} ({len(items)} items)")
-    for column in ("method", "split", "accuracy [95% CI]", "F1", "yes-ratio", "parse fail"):
+    columns = ("method", "split", "accuracy [95% CI]", "vs peer [95% CI]", "F1", "yes-ratio [95% CI]", "parse fail")
+    for column in columns:
         table.add_column(column, no_wrap=True)
     for method, by_split in evaluator.results_.items():
         for split, m in by_split.items():
-            ci = m.get("accuracy_ci")
             table.add_row(
-                method, split, f"{m['accuracy']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""),
+                method, split, _with_ci(m, "accuracy", 3),
+                format_change(m["accuracy_change"], with_peer=False) if "accuracy_change" in m else "—",
                 f"{m['f1']:.3f}" if "f1" in m else "—",
-                f"{m['yes_ratio']:.2f}" if m.get("yes_ratio") is not None else "—",
+                _with_ci(m, "yes_ratio", 2),
                 f"{m['parse_failure_rate']:.2f}" if method in ("greedy", "sampling", "vcd") else "—",
             )  # fmt: skip
     console.print(table)

@@ -13,9 +13,17 @@ label set, and scores:
 - ``sampling``: greedy generation with ``DebiasSamplingProcessor`` (visual debias decoding, reference
   ``references[0]``); ``vcd``: the same with a diffusion-noised image as reference (Leng et al. 2024).
 
-Each method gets accuracy (95% bootstrap interval), F1 (Yes positive for yes/no; macro over labels for
-multiple choice), the yes-ratio, the answer distribution and, for generation, the parse-failure rate, over
-all items and per probe split (POPE's random / popular / adversarial).
+Each method gets accuracy and the yes-ratio with 95% score intervals, F1 (Yes positive for yes/no; macro over
+labels for multiple choice), the answer distribution and, for generation, the parse-failure rate, over all items
+and per probe split (POPE's random / popular / adversarial). Each mitigation also gets its change in accuracy over
+its plain peer on the same items (``posthoc`` vs ``none``, ``sampling`` and ``vcd`` vs ``greedy``), with a paired
+95% interval.
+
+Probe items are independent (each has its own drawn image), so a share of items is a binomial proportion -- for
+yes/no items a weighted sum of two, over the gold-Yes and the gold-No items, whose counts the probe fixes -- and
+two methods on the same items give a paired 2x2 table. The intervals are score intervals (``biasaudit.stats``,
+``stratified_share_interval``), not a bootstrap: the percentile bootstrap of a share covers far less than 95% at
+the per-split sizes of a typical run (66% at 20 items and accuracy 0.95; ``tests/stats/test_lvlm_intervals.py``).
 """
 
 from __future__ import annotations
@@ -37,12 +45,14 @@ from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.lvlm.posthoc import MODES, REFERENCES, PostHocDebias, label_distribution
 from biasaudit.lvlm.probe import ProbeItem
 from biasaudit.lvlm.sampling import DebiasSamplingProcessor
-from biasaudit.stats import bootstrap_ci
+from biasaudit.stats import paired_difference_interval, wilson_interval
 
 MITIGATIONS: tuple[str, ...] = ("none", "posthoc", "sampling", "vcd")
 # Scored from label log-probs (no generation) vs decoded and parsed.
 _SCORED = ("blind", "none", "posthoc")
 _DECODED = ("greedy", "sampling", "vcd")
+# Each mitigation is compared with the plain method of its kind, on the same items.
+PEERS: dict[str, str] = {"posthoc": "none", "sampling": "greedy", "vcd": "greedy"}
 ALL_ITEMS = "all"
 
 
@@ -53,10 +63,11 @@ class LVLMEvalConfig:
     mitigations: list[str] = field(default_factory=lambda: ["none", "posthoc", "sampling"])
     references: list[str] = field(default_factory=lambda: ["none"])
     posthoc_mode: str = "per_question"
+    # None: the authors' epsilon for the mode (PostHocDebias: 1e-4 per question, 0 for a dataset prior).
+    posthoc_epsilon: float | None = None
     alpha: float = 1.0
     beta: float = 0.1
     max_new_tokens: int = 8
-    n_bootstrap: int = 1000
     seed: int = 0
 
     def validate(self) -> None:
@@ -69,8 +80,10 @@ class LVLMEvalConfig:
             raise InvalidRequestError(f"unknown reference(s) {bad}; choose from {', '.join(REFERENCES)}")
         if self.posthoc_mode not in MODES:
             raise InvalidRequestError(f"posthoc_mode must be one of {MODES}, not {self.posthoc_mode!r}")
-        if self.max_new_tokens < 1 or self.n_bootstrap < 1:
-            raise InvalidRequestError("max_new_tokens and n_bootstrap must be positive")
+        if self.max_new_tokens < 1:
+            raise InvalidRequestError("max_new_tokens must be positive")
+        if self.posthoc_epsilon is not None and not (np.isfinite(self.posthoc_epsilon) and self.posthoc_epsilon >= 0):
+            raise InvalidRequestError(f"posthoc_epsilon must be a number >= 0 (or unset), not {self.posthoc_epsilon}")
         DebiasSamplingProcessor(self.alpha, self.beta)  # checks alpha and beta
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,16 +118,39 @@ def parse_answer(text: str, labels: Sequence[str]) -> int | None:
     return named[0] if len(named) == 1 else None
 
 
-def answer_metrics(
-    pred: Sequence[int | None], gold: Sequence[int], labels: Sequence[str], *, n_bootstrap: int = 1000, seed: int = 0
-) -> dict[str, Any]:
-    """Accuracy (with a bootstrap interval), F1, yes-ratio, answer distribution and parse failures.
+def stratified_share_interval(successes: Sequence[int], sizes: Sequence[int]) -> tuple[float, float]:
+    """95% interval of a share sum_g w_g p_g over independent strata of fixed sizes, w_g = n_g / n.
 
-    A parse failure (None) counts as wrong. F1: Yes is the positive class when the labels are Yes/No,
-    else macro-F1 over the labels.
+    The Wilson limits (l_g, u_g) of each stratum are combined by MOVER (Zou & Donner 2008, Statistics in
+    Medicine 27:1693): est -+ sqrt(sum_g w_g^2 (p_g - l_g)^2) and sqrt(sum_g w_g^2 (u_g - p_g)^2). One stratum
+    gives its Wilson interval. For yes/no items the strata are the gold answers, whose counts the probe fixes
+    (balanced by construction), so the yes-ratio of a model that answers well is not given the binomial spread
+    of a share that could fall anywhere: at 100 items the interval is half as wide, and still covers.
+    """
+    n = sum(sizes)
+    if n < 1 or any(not 0 <= k <= m for k, m in zip(successes, sizes, strict=True)):
+        raise ValueError(f"need 0 <= successes <= size per stratum and items in all, got {successes}, {sizes}")
+    estimate, below, above = 0.0, 0.0, 0.0
+    for k, m in zip(successes, sizes, strict=True):
+        if m == 0:
+            continue
+        w, share = m / n, k / m
+        low, high = wilson_interval(k, m)
+        estimate += w * share
+        below += (w * (share - low)) ** 2
+        above += (w * (high - share)) ** 2
+    return max(0.0, estimate - float(np.sqrt(below))), min(1.0, estimate + float(np.sqrt(above)))
+
+
+def answer_metrics(pred: Sequence[int | None], gold: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy and yes-ratio with 95% intervals, F1, answer distribution and parse failures.
+
+    A parse failure (None) counts as wrong (and as not Yes). F1: Yes is the positive class when the labels are
+    Yes/No, else macro-F1 over the labels. Intervals: for Yes/No labels both shares are combined from the
+    items with gold Yes and gold No (``stratified_share_interval``); otherwise accuracy gets a Wilson interval.
     """
     n = len(gold)
-    correct = np.array([p == g for p, g in zip(pred, gold, strict=True)], dtype=np.float64)
+    correct = np.array([p == g for p, g in zip(pred, gold, strict=True)], dtype=bool)
     failed = sum(p is None for p in pred)
     filled = [-1 if p is None else p for p in pred]  # a failure is its own (wrong) class for F1
     lower = [label.strip().lower() for label in labels]
@@ -128,14 +164,23 @@ def answer_metrics(
     out: dict[str, Any] = {
         "n": n,
         "accuracy": float(correct.mean()) if n else None,
-        "accuracy_ci": list(bootstrap_ci(correct, n_resamples=n_bootstrap, seed=seed)) if n >= 2 else None,
+        "accuracy_ci": list(wilson_interval(int(correct.sum()), n)) if n else None,  # yes/no: replaced below
         "f1": float(f1),
         "answer_distribution": {label: float(c / n) for label, c in zip(labels, counts, strict=True)},
         "parse_failure_rate": failed / n if n else None,
     }
     if yes_no:
-        out["yes_ratio"] = float(counts[lower.index("yes")] / n)
-        out["gold_yes_ratio"] = float(np.mean([g == lower.index("yes") for g in gold]))
+        gold_yes = np.array(gold) == yes
+        says_yes = np.array(filled) == yes
+        sizes = [int(gold_yes.sum()), int((~gold_yes).sum())]
+        out["accuracy_ci"] = list(
+            stratified_share_interval([int(correct[gold_yes].sum()), int(correct[~gold_yes].sum())], sizes)
+        )
+        out["yes_ratio"] = float(counts[yes] / n)
+        out["yes_ratio_ci"] = list(
+            stratified_share_interval([int(says_yes[gold_yes].sum()), int(says_yes[~gold_yes].sum())], sizes)
+        )
+        out["gold_yes_ratio"] = float(gold_yes.mean())
     return out
 
 
@@ -200,9 +245,15 @@ class LVLMEvaluator:
         }
         chosen = {"blind": probs["none"].argmax(axis=1), "none": probs["image"].argmax(axis=1)}
         if "posthoc" in cfg.mitigations:
-            debias = PostHocDebias(references=tuple(cfg.references), mode=cfg.posthoc_mode)  # type: ignore[arg-type]
-            debias.fit({r: probs[r] for r in cfg.references})
-            chosen["posthoc"] = debias.predict(probs["image"])
+            debias = PostHocDebias(
+                references=tuple(cfg.references),
+                mode=cfg.posthoc_mode,  # type: ignore[arg-type]
+                epsilon=cfg.posthoc_epsilon,
+            )
+            # The backend's log-probs are normalised over the vocabulary: combined references and the dataset
+            # prior weigh each reference and question by its label mass, as the authors' code does.
+            debias.fit({r: log_probs[r] for r in cfg.references}, log_probs=True)
+            chosen["posthoc"] = debias.predict(log_probs["image"], log_probs=True)
             self.posthoc_["/".join(labels)] = debias
         for method, picks in chosen.items():
             if method not in preds:  # "none" is always computed (posthoc reads it) but reported only if asked
@@ -227,8 +278,9 @@ class LVLMEvaluator:
     def _score(
         self, items: Sequence[ProbeItem], preds: dict[str, list[int | None]], texts: dict[str, dict[int, str]]
     ) -> None:
-        cfg = self.config
         splits = [ALL_ITEMS, *sorted({item.split for item in items})]
+        gold_all = [item.labels.index(item.answer) for item in items]
+        correct = {m: np.array([p == g for p, g in zip(picks, gold_all, strict=True)]) for m, picks in preds.items()}
         self.results_: dict[str, dict[str, Any]] = {}
         for method, picks in preds.items():
             self.results_[method] = {}
@@ -238,14 +290,23 @@ class LVLMEvaluator:
                 for i in chosen:
                     by_labels[tuple(items[i].labels)].append(i)
                 if len(by_labels) > 1:  # mixed label sets: accuracy only
-                    acc = np.array([picks[i] == items[i].labels.index(items[i].answer) for i in chosen], float)
-                    self.results_[method][split] = {"n": len(chosen), "accuracy": float(acc.mean())}
-                    continue
-                ((labels, rows),) = by_labels.items()
-                gold = [items[i].labels.index(items[i].answer) for i in rows]
-                self.results_[method][split] = answer_metrics(
-                    [picks[i] for i in rows], gold, labels, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed
-                )
+                    k = int(correct[method][chosen].sum())
+                    metrics = {
+                        "n": len(chosen),
+                        "accuracy": k / len(chosen),
+                        "accuracy_ci": list(wilson_interval(k, len(chosen))),
+                    }
+                else:
+                    ((labels, rows),) = by_labels.items()
+                    metrics = answer_metrics([picks[i] for i in rows], [gold_all[i] for i in rows], labels)
+                peer = PEERS.get(method)
+                if peer in correct:
+                    # Paired: both methods answered exactly these items, row for row.
+                    metrics["accuracy_change"] = {
+                        "vs": peer,
+                        **accuracy_change(correct[method][chosen], correct[str(peer)][chosen]),
+                    }
+                self.results_[method][split] = metrics
         self.predictions_ = [
             {
                 "id": item.id,
@@ -268,6 +329,27 @@ class LVLMEvaluator:
         if include_predictions:
             out["predictions"] = self.predictions_
         return out
+
+
+def accuracy_change(correct: np.ndarray, correct_peer: np.ndarray) -> dict[str, Any]:
+    """Accuracy of a method minus its peer's on the same items, (n,) booleans each, row i = item i.
+
+    ``delta`` = (gains - losses) / n, where ``gains`` counts items only the method answers right and ``losses``
+    items only the peer does; ``ci`` is Newcombe's paired 95% interval from that 2x2 table
+    (``biasaudit.stats.paired_difference_interval``), so the pairing of items is kept.
+    """
+    ours, peer = np.asarray(correct, dtype=bool), np.asarray(correct_peer, dtype=bool)
+    if ours.shape != peer.shape or ours.ndim != 1 or len(ours) == 0:
+        raise ValueError(f"need two equally long, non-empty answer records, got shapes {ours.shape}, {peer.shape}")
+    both, gains, losses = int(np.sum(ours & peer)), int(np.sum(ours & ~peer)), int(np.sum(~ours & peer))
+    neither = len(ours) - both - gains - losses
+    return {
+        "delta": (gains - losses) / len(ours),
+        "ci": list(paired_difference_interval(both, gains, losses, neither)),
+        "n": len(ours),
+        "gains": gains,
+        "losses": losses,
+    }
 
 
 def _label_or_none(labels: Sequence[str], pick: int | None) -> str | None:

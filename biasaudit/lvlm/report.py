@@ -15,17 +15,25 @@ from jinja2 import Environment, select_autoescape
 METHOD_NOTES = {
     "blind": "no image at all: the language prior alone",
     "none": "real image, label log-probs (no mitigation)",
-    "posthoc": "post-hoc debias: p / p_ref over the labels",
+    "posthoc": "post-hoc debias: p / (p_ref + ε) over the labels",
     "greedy": "real image, plain greedy generation",
     "sampling": "debiased decoding (1+α)·l − α·l_ref, greedy",
     "vcd": "debiased decoding with a noise image (VCD)",
 }
-_COLUMNS = ("n", "accuracy", "accuracy_ci", "f1", "yes_ratio", "parse_failure_rate")
+_COLUMNS = ("n", "accuracy", "accuracy_ci", "accuracy_change", "f1", "yes_ratio", "yes_ratio_ci", "parse_failure_rate")
+
+
+def format_change(change: dict[str, Any], *, with_peer: bool = True) -> str:
+    """A paired accuracy change as "+0.050 [-0.01, 0.11] vs none" (without " vs none" if not ``with_peer``)."""
+    low, high = change["ci"]
+    return f"{change['delta']:+.3f} [{low:.2f}, {high:.2f}]" + (f" vs {change['vs']}" if with_peer else "")
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, dict) and "delta" in value:
+        return format_change(value)
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.2f}" for v in value) + "]"
     if isinstance(value, float):
@@ -62,6 +70,7 @@ def render_markdown(result: dict[str, Any], *, examples: int = 5) -> str:
     for row in metric_rows(result):
         lines.append("| " + " | ".join(_md_cell(row[c]) for c in ("method", "split", *_COLUMNS)) + " |")
     lines += ["", *(f"- `{m}`: {note}" for m, note in METHOD_NOTES.items() if m in result["results"])]
+    lines += ["", _INTERVAL_NOTE]
     generated = [p for p in result.get("predictions", []) if any(k.endswith("_text") for k in p)][:examples]
     if generated:
         lines += ["", "Generated answers (first items):", ""]
@@ -70,6 +79,12 @@ def render_markdown(result: dict[str, Any], *, examples: int = 5) -> str:
             lines.append(f"- {_md_cell(pred['id'])} (gold {_md_cell(pred['answer'])}): {texts}")
     return "\n".join(lines) + "\n"
 
+
+_INTERVAL_NOTE = (
+    "Intervals are 95%: score intervals for accuracy and yes-ratio (yes/no items: from the gold-Yes and gold-No "
+    "items, whose counts the probe fixes); `accuracy_change` is the mitigation's "
+    "accuracy minus its plain peer's on the same items, with Newcombe's paired interval."
+)
 
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>LVLM language prior: {{ model }}</title>
@@ -86,6 +101,9 @@ post-hoc mode {{ mode }}.</p>
 {% for c in columns %}<td>{{ row[c] }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <ul>{% for m, note in notes %}<li><code>{{ m }}</code>: {{ note }}</li>{% endfor %}</ul>
+<p>Intervals are 95%: score intervals for accuracy and yes-ratio (yes/no items: from the gold-Yes and gold-No
+items, whose counts the probe fixes); <code>accuracy_change</code> is the
+mitigation's accuracy minus its plain peer's on the same items, with Newcombe's paired interval.</p>
 {% if generated %}<h3>Generated answers (first items)</h3><ul>
 {% for p in generated %}<li>{{ p.id }} (gold {{ p.answer }}):
 {% for k, v in p.texts %}<code>{{ k }}</code>: {{ v }}{% if not loop.last %}; {% endif %}{% endfor %}</li>

@@ -14,8 +14,9 @@ from biasaudit.backend.vlm import VLMBackend
 from biasaudit.cli import app
 from biasaudit.errors import InvalidRequestError
 from biasaudit.lvlm import DebiasSamplingProcessor, LVLMEvaluator, PostHocDebias, make_probe
-from biasaudit.lvlm.evaluate import answer_metrics, parse_answer
+from biasaudit.lvlm.evaluate import accuracy_change, answer_metrics, parse_answer, stratified_share_interval
 from biasaudit.lvlm.report import render_html, render_markdown
+from biasaudit.stats import paired_difference_interval, wilson_interval
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lvlm.md"
 
@@ -43,22 +44,38 @@ def test_parse_answer_known_answers():
 
 def test_answer_metrics_known_answers():
     # gold: Y Y N N; predicted: Y N N fail
-    m = answer_metrics([0, 1, 1, None], [0, 0, 1, 1], ["Yes", "No"], n_bootstrap=200)
+    m = answer_metrics([0, 1, 1, None], [0, 0, 1, 1], ["Yes", "No"])
     assert m["accuracy"] == 0.5
     assert m["f1"] == pytest.approx(2 * 1 * 0.5 / (1 + 0.5))  # Yes: precision 1/1, recall 1/2
     assert m["yes_ratio"] == 0.25 and m["gold_yes_ratio"] == 0.5
     assert m["parse_failure_rate"] == 0.25
     assert m["answer_distribution"] == {"Yes": 0.25, "No": 0.5}
-    lo, hi = m["accuracy_ci"]
-    assert 0.0 <= lo <= 0.5 <= hi <= 1.0
-    choice = answer_metrics([0, 1, 2, 2], [0, 1, 2, 3], ["A", "B", "C", "D"], n_bootstrap=10)
+    # Strata gold Yes / gold No, 2 items each: right 1 of 2 in both; said Yes 1 of 2 and 0 of 2. MOVER over
+    # their Wilson limits: Wilson(1, 2) = [0.0945, 0.9055], Wilson(0, 2) = [0, 0.6576].
+    low1, high1 = wilson_interval(1, 2)
+    half = np.sqrt(2) * 0.5 * (0.5 - low1)
+    np.testing.assert_allclose(m["accuracy_ci"], [0.5 - half, 0.5 + half])
+    high0 = wilson_interval(0, 2)[1]
+    up = np.hypot(0.5 * (high1 - 0.5), 0.5 * high0)
+    np.testing.assert_allclose(m["yes_ratio_ci"], [0.25 - 0.5 * (0.5 - low1), 0.25 + up])
+    choice = answer_metrics([0, 1, 2, 2], [0, 1, 2, 3], ["A", "B", "C", "D"])
     assert choice["accuracy"] == 0.75 and "yes_ratio" not in choice
     assert choice["f1"] == pytest.approx((1 + 1 + 2 / 3 + 0) / 4)
+    assert choice["accuracy_ci"] == list(wilson_interval(3, 4))  # multiple choice: one Wilson interval
+
+
+def test_stratified_share_interval():
+    assert stratified_share_interval([7], [20]) == wilson_interval(7, 20)
+    assert stratified_share_interval([7, 0], [20, 0]) == wilson_interval(7, 20)  # an empty stratum is skipped
+    low, high = stratified_share_interval([10, 10], [10, 10])  # all right: [1 - .., 1]
+    assert high == 1.0 and low == pytest.approx(1 - np.sqrt(2) * 0.5 * (1 - wilson_interval(10, 10)[0]))
+    with pytest.raises(ValueError, match="successes"):
+        stratified_share_interval([3], [2])
 
 
 def test_evaluator_matches_its_parts(llava):
     items = make_probe("pope", 12, seed=1, image_size=64)
-    ev = LVLMEvaluator(mitigations=["none", "posthoc", "sampling", "vcd"], references=["none", "blank"], n_bootstrap=50)
+    ev = LVLMEvaluator(mitigations=["none", "posthoc", "sampling", "vcd"], references=["none", "blank"])
     ev.fit(llava, items)
     assert list(ev.results_) == ["blind", "none", "posthoc", "greedy", "sampling", "vcd"]
     assert set(ev.results_["none"]) == {"all", "random", "popular", "adversarial"}
@@ -76,17 +93,47 @@ def test_evaluator_matches_its_parts(llava):
     assert [p["sampling_text"] for p in ev.predictions_] == texts
 
 
+def test_accuracy_change_known_answer_and_pairing():
+    # 10 items: both right on 5, only the method on 3, only the peer on 1, neither on 1.
+    ours = np.array([1] * 5 + [1] * 3 + [0] + [0], bool)
+    peer = np.array([1] * 5 + [0] * 3 + [1] + [0], bool)
+    change = accuracy_change(ours, peer)
+    assert (change["delta"], change["gains"], change["losses"], change["n"]) == (0.2, 3, 1, 10)
+    assert change["ci"] == list(paired_difference_interval(5, 3, 1, 1))
+    # The interval depends on which item is which: the same two accuracies, paired differently, differ.
+    shuffled = accuracy_change(ours, peer[np.r_[9, 1:9, 0]])
+    assert shuffled["delta"] == change["delta"] and shuffled["ci"] != change["ci"]
+    with pytest.raises(ValueError, match="equally long"):
+        accuracy_change(ours, peer[:5])
+
+
+def test_evaluator_pairs_each_mitigation_with_its_peer(llava):
+    items = make_probe("pope", 12, seed=1, image_size=64)
+    ev = LVLMEvaluator(mitigations=["none", "posthoc", "sampling"]).fit(llava, items)
+    gold = [it.answer for it in items]
+    for method, peer in (("posthoc", "none"), ("sampling", "greedy")):
+        for split in ("all", "random"):
+            rows = [i for i, it in enumerate(items) if split == "all" or it.split == split]
+            ours = np.array([ev.predictions_[i][method] == gold[i] for i in rows])
+            theirs = np.array([ev.predictions_[i][peer] == gold[i] for i in rows])
+            change = ev.results_[method][split]["accuracy_change"]
+            assert change == {"vs": peer, **accuracy_change(ours, theirs)}
+    assert all("accuracy_change" not in ev.results_[m]["all"] for m in ("blind", "none", "greedy"))
+
+
 def test_evaluator_reports_only_what_was_asked(llava):
     items = make_probe("pope", 4, seed=3, image_size=64)
-    ev = LVLMEvaluator(mitigations=["posthoc"], n_bootstrap=20).fit(llava, items)
+    ev = LVLMEvaluator(mitigations=["posthoc"]).fit(llava, items)
     assert list(ev.results_) == ["blind", "posthoc"]
     assert set(ev.predictions_[0]) == {"id", "split", "answer", "blind", "posthoc"}
 
 
 def test_evaluator_mixed_label_sets(llava):
     items = make_probe("pope-random", 4, seed=2, image_size=64) + make_probe("count", 4, seed=2, image_size=64)
-    ev = LVLMEvaluator(mitigations=["none", "posthoc"], posthoc_mode="dataset", n_bootstrap=20).fit(llava, items)
-    assert ev.results_["none"]["all"] == {"n": 8, "accuracy": ev.results_["none"]["all"]["accuracy"]}
+    ev = LVLMEvaluator(mitigations=["none", "posthoc"], posthoc_mode="dataset").fit(llava, items)
+    mixed = ev.results_["none"]["all"]
+    assert set(mixed) == {"n", "accuracy", "accuracy_ci"} and mixed["n"] == 8
+    assert "accuracy_change" in ev.results_["posthoc"]["all"]  # paired over both label sets
     assert ev.results_["none"]["count"]["n"] == 4 and "f1" in ev.results_["none"]["count"]
     assert set(ev.posthoc_) == {"Yes/No", "A/B/C/D"}
     assert len(ev.to_dict()["posthoc"]["A/B/C/D"]["prior"]) == 4

@@ -4,6 +4,10 @@ The tiny LLaVA is first taught (a few seconds of training) to answer a small POP
 and to be undecided (50/50) when the image is missing; then a bias on the LM head's "Yes" logit gives it a
 strong language prior. With the image it now says Yes to everything; post-hoc debias against the no-image
 reference must bring back both the image's answers and a balanced yes-ratio.
+
+The authors' code adds 1e-4 to the reference probabilities (our default), which caps the correction at
+log(1e4) = 9.2 nats. A +13 prior (image evidence here: 8-12 nats) is then divided out far enough for the image
+to win again; a +40 prior is not -- only ``posthoc_epsilon=0`` (exact division) removes it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from biasaudit.lvlm.evaluate import LVLMEvaluator
 from biasaudit.lvlm.posthoc import PostHocDebias, label_distribution
 from biasaudit.lvlm.probe import make_pope_probe
 
-YES_BIAS = 40.0  # larger than any margin the teaching leaves, so the prior wins on every question
+# Both larger than any margin the teaching leaves (8-12 nats), so the prior wins on every question.
+MODERATE_BIAS = 13.0  # needs 13 nats of correction: the authors' 9.2 leave 3.8, less than the image's evidence
+STRONG_BIAS = 40.0  # leaves 30.8 after the authors' correction: only exact division removes it
 
 
 def _teach(backend: VLMBackend, items, steps: int = 150) -> None:
@@ -62,12 +68,11 @@ def taught(tiny_vlm_dirs):
     items = make_pope_probe(24, split="random", seed=3, image_size=64)
     backend = VLMBackend.from_spec(str(tiny_vlm_dirs["llava"]), progress=False)
     _teach(backend, items)
-    before = LVLMEvaluator(mitigations=["none"], n_bootstrap=50).fit(backend, items).results_
+    before = LVLMEvaluator(mitigations=["none"]).fit(backend, items).results_
     blind = backend.label_log_probs_by_input(
         [it.question for it in items], ["Yes", "No"], [it.image for it in items], ("none",)
     )
     before["blind_p_yes"] = label_distribution(blind["none"], log_probs=True)[:, 0]
-    _add_yes_bias(backend, YES_BIAS)
     return backend, items, before
 
 
@@ -77,19 +82,32 @@ def test_construction_answers_from_the_image_before_the_bias(taught):
     assert before["blind_p_yes"].min() > 0.35 and before["blind_p_yes"].max() < 0.65  # undecided without the image
 
 
-def test_posthoc_debias_removes_the_yes_prior(taught):
+@pytest.mark.parametrize(("bias", "epsilon"), [(MODERATE_BIAS, None), (STRONG_BIAS, 0.0)])
+def test_posthoc_debias_removes_the_yes_prior(taught, bias, epsilon):
     backend, items, _ = taught
-    res = LVLMEvaluator(mitigations=["none", "posthoc"], n_bootstrap=50).fit(backend, items).results_
+    _add_yes_bias(backend, bias)
+    res = LVLMEvaluator(mitigations=["none", "posthoc"], posthoc_epsilon=epsilon).fit(backend, items).results_
     # The prior wins everywhere: Yes to every question, with or without the image.
     assert res["none"]["all"]["yes_ratio"] == 1.0 and res["blind"]["all"]["yes_ratio"] == 1.0
     assert res["none"]["all"]["accuracy"] == 0.5
     # Dividing by the no-image reference gives the image its say back.
     assert res["posthoc"]["all"]["accuracy"] >= 0.9
     assert 0.35 <= res["posthoc"]["all"]["yes_ratio"] <= 0.65
+    change = res["posthoc"]["all"]["accuracy_change"]
+    assert change["vs"] == "none" and change["delta"] >= 0.4 and change["ci"][0] > 0
+
+
+def test_authors_epsilon_leaves_a_very_strong_prior(taught):
+    # The authors' 1e-4 (the default) cannot undo e^40 : 1; this is their code's behaviour, kept on purpose.
+    backend, items, _ = taught
+    _add_yes_bias(backend, STRONG_BIAS)
+    res = LVLMEvaluator(mitigations=["none", "posthoc"]).fit(backend, items).results_
+    assert res["posthoc"]["all"]["yes_ratio"] == 1.0 and res["posthoc"]["all"]["accuracy"] == 0.5
 
 
 def test_dataset_prior_balances_no_image_answers(taught):
     backend, items, _ = taught
+    _add_yes_bias(backend, STRONG_BIAS)  # the authors' dataset prior adds no epsilon: exact division
     questions, images = [it.question for it in items], [it.image for it in items]
     log_probs = backend.label_log_probs_by_input(questions, ["Yes", "No"], images, ("none",))["none"]
     probs = label_distribution(log_probs, log_probs=True)
