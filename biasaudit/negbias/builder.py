@@ -6,7 +6,9 @@ items of its subset, so every subset is balanced Yes/No by construction:
 * **Yes** -- the gold answer as the proposed candidate (``kind="gold"``);
 * **No** -- the model's own wrong greedy answer where it has one (``kind="model_wrong"``; the sharpest
   test: will it reject what it itself said?), else a distractor: the gold answer of another question
-  of the same answer type that matches none of this question's aliases (``kind="distractor"``).
+  of the same answer type that shares no content word with this question's aliases
+  (``kind="distractor"``). "Wrong" is ``matching.match_verdict``'s "mismatch": an answer that only
+  partly matches gold ("Obama" for "Barack Obama") might be right, so it is never proposed as a No.
   ``negatives="distractor"`` always uses distractors.
 
 From native yes/no questions (BoolQ, StrategyQA): each is probed by asking it directly and keeps its
@@ -31,7 +33,7 @@ from biasaudit.errors import InvalidRequestError
 from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.negbias.items import SUBSETS, KnowledgeProbe, QAItem, YesNoItem, YesNoQuestion
 from biasaudit.negbias.knowledge import KnowledgeProber
-from biasaudit.negbias.matching import answers_match, normalize_answer
+from biasaudit.negbias.matching import match_verdict
 from biasaudit.negbias.sources import answer_type
 
 
@@ -42,7 +44,6 @@ class NegBiasSetConfig:
     k: int = 5
     temperature: float = 0.7
     min_agree: int = 4
-    f1_threshold: float = 0.6
     max_new_tokens: int = 24
     negatives: str = "model_wrong_first"  # or "distractor"
     balance: bool = True
@@ -75,8 +76,8 @@ class NegBiasSetBuilder:
         if not qa and not yesno:
             raise InvalidRequestError("no questions: pass short-answer questions (qa) and/or yes/no questions")
         prober = KnowledgeProber(
-            k=cfg.k, temperature=cfg.temperature, min_agree=cfg.min_agree, f1_threshold=cfg.f1_threshold,
-            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, progress=self.progress,
+            k=cfg.k, temperature=cfg.temperature, min_agree=cfg.min_agree, max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed, progress=self.progress,
         )  # fmt: skip
         self.probes_: dict[str, KnowledgeProbe] = {}
         self.items_: list[YesNoItem] = []
@@ -106,7 +107,7 @@ class NegBiasSetBuilder:
                       "probe": probe.to_dict(), "seed": cfg.seed}  # fmt: skip
             out.append(YesNoItem(id=f"{item.id}:yes", candidate=item.answers[0], label=True, kind="gold", **common))
             own = probe.greedy.strip()
-            own_is_wrong = own and not answers_match(own, item.answers, f1_threshold=cfg.f1_threshold)
+            own_is_wrong = bool(own) and match_verdict(own, item.answers) == "mismatch"
             if cfg.negatives == "model_wrong_first" and own_is_wrong:
                 out.append(YesNoItem(id=f"{item.id}:no", candidate=own, label=False, kind="model_wrong", **common))
                 continue
@@ -115,18 +116,12 @@ class NegBiasSetBuilder:
         return out
 
     def _distractor(self, qa: Sequence[QAItem], i: int, by_type: dict[str, list[int]], rng: np.random.Generator) -> str:
-        """A gold answer of another question of the same type (any type if none fits) that matches
-        none of question ``i``'s aliases."""
+        """A gold answer of another question of the same type (any type if none fits) that shares no
+        content word with question ``i``'s aliases."""
         item = qa[i]
-        golds = {normalize_answer(a) for a in item.answers}
 
         def usable(j: int) -> bool:
-            candidate = qa[j].answers[0]
-            return (
-                j != i
-                and normalize_answer(candidate) not in golds
-                and not answers_match(candidate, item.answers, f1_threshold=self.config.f1_threshold)
-            )
+            return j != i and match_verdict(qa[j].answers[0], item.answers) == "mismatch"
 
         for pool in (by_type[answer_type(item)], range(len(qa))):
             options = [j for j in pool if usable(j)]

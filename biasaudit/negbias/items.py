@@ -57,8 +57,9 @@ class KnowledgeProbe:
     asked it directly): the greedy answer, k sampled answers, and the subset they put the item in.
 
     ``n_agree``: for ``correct``, samples that also match gold; otherwise samples that agree with the
-    greedy answer. ``reason`` says why an item is ``insufficient`` (e.g. "samples disagree",
-    "generation failed twice: <error>")."""
+    greedy answer (and are wrong). ``reason`` says why an item is ``insufficient`` (e.g. "samples
+    disagree", "generation failed twice: <error>"). ``verdict``: the greedy answer against gold
+    (``matching.match_verdict``: "match", "partial" or "mismatch"; "" when not judged)."""
 
     greedy: str
     samples: list[str]
@@ -66,6 +67,7 @@ class KnowledgeProbe:
     n_agree: int
     subset: Subset
     reason: str | None = None
+    verdict: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

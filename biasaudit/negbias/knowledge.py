@@ -7,6 +7,10 @@ METHODS.md §4 (thresholds ours; Song et al. 2025 split their sets the same thre
   answer (the model holds a wrong belief, consistently);
 * **insufficient** -- everything else: samples disagree, the answer is empty, or generation failed.
 
+"Matches" and "wrong" are ``matching.match_verdict``'s "match" and "mismatch"; a greedy answer that only
+partly matches gold ("Obama" for "Barack Obama", "John Quincy Adams" for "John Adams") is neither
+knowledge nor a clear wrong belief, and its question is *insufficient*.
+
 Generation runs in chunks, one batched call for the greedy answers and one for all k samples of the
 chunk (``num_return_sequences=k``, so a backend can encode each prompt once for its k samples). Greedy
 and sampled answers are read the same way: generation stops at the end of the line, with the same
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 from biasaudit.backend.protocol import Backend
 from biasaudit.negbias.items import KnowledgeProbe, QAItem, YesNoQuestion
-from biasaudit.negbias.matching import answers_match, normalize_answer
+from biasaudit.negbias.matching import Verdict, match_verdict, normalize_answer, same_answer
 from biasaudit.progress import progress_bar
 
 # Few-shot prompts (written by us) keep a small model's answers short and on one line. Their
@@ -63,33 +67,47 @@ def yes_no_word(text: str) -> str:
     return " ".join(words)
 
 
+def yes_no_verdict(answer: str, golds: Sequence[str]) -> Verdict:
+    """A yes/no answer against its gold word: "match" or "mismatch" (there is no partial yes)."""
+    return "match" if yes_no_word(answer) in {yes_no_word(g) for g in golds} else "mismatch"
+
+
+def same_yes_no(first: str, second: str) -> bool:
+    return yes_no_word(first) == yes_no_word(second)
+
+
 def assign_subset(
     greedy: str,
     samples: Sequence[str],
     golds: Sequence[str],
     *,
     min_agree: int,
-    f1_threshold: float = 0.6,
-    matches: Callable[[str, Sequence[str]], bool] | None = None,
+    verdict: Callable[[str, Sequence[str]], Verdict] = match_verdict,
+    same: Callable[[str, str], bool] = same_answer,
 ) -> KnowledgeProbe:
-    """The METHODS.md §4 rule for one question (see the module docstring)."""
-    match = matches or (lambda answer, refs: answers_match(answer, refs, f1_threshold=f1_threshold))
+    """The METHODS.md §4 rule for one question (see the module docstring).
+
+    verdict: how an answer relates to the gold answers ("match", "partial", "mismatch").
+    same: whether two answers of the model are the same answer (samples agreeing with a wrong greedy one).
+    """
     samples = list(samples)
     if not greedy.strip():
-        return KnowledgeProbe(greedy, samples, False, 0, "insufficient", "empty greedy answer")
-    if match(greedy, golds):
-        n_agree = sum(match(s, golds) for s in samples)
+        return KnowledgeProbe(greedy, samples, False, 0, "insufficient", "empty greedy answer", "mismatch")
+    greedy_verdict = verdict(greedy, golds)
+    if greedy_verdict == "match":
+        n_agree = sum(verdict(s, golds) == "match" for s in samples)
         if n_agree >= min_agree:
-            return KnowledgeProbe(greedy, samples, True, n_agree, "correct")
-        return KnowledgeProbe(
-            greedy, samples, True, n_agree, "insufficient", f"greedy correct, {n_agree}/{len(samples)} samples correct"
-        )
-    n_agree = sum((not match(s, golds)) and (match(s, [greedy]) or match(greedy, [s])) for s in samples)
+            return KnowledgeProbe(greedy, samples, True, n_agree, "correct", None, "match")
+        reason = f"greedy correct, {n_agree}/{len(samples)} samples correct"
+        return KnowledgeProbe(greedy, samples, True, n_agree, "insufficient", reason, "match")
+    n_agree = sum(verdict(s, golds) == "mismatch" and same(s, greedy) for s in samples)
+    if greedy_verdict == "partial":
+        reason = "greedy answer partly matches gold (shares words with it, but is not it)"
+        return KnowledgeProbe(greedy, samples, False, n_agree, "insufficient", reason, "partial")
     if n_agree >= min_agree:
-        return KnowledgeProbe(greedy, samples, False, n_agree, "incorrect")
-    return KnowledgeProbe(
-        greedy, samples, False, n_agree, "insufficient", f"greedy wrong, {n_agree}/{len(samples)} samples agree with it"
-    )
+        return KnowledgeProbe(greedy, samples, False, n_agree, "incorrect", None, "mismatch")
+    reason = f"greedy wrong, {n_agree}/{len(samples)} samples agree with it"
+    return KnowledgeProbe(greedy, samples, False, n_agree, "insufficient", reason, "mismatch")
 
 
 class KnowledgeProber:
@@ -101,8 +119,6 @@ class KnowledgeProber:
         Sampled answers per question and their temperature (METHODS.md: 5 at 0.7).
     min_agree:
         Samples that must agree for ``correct`` / ``incorrect`` (METHODS.md: 4 of 5).
-    f1_threshold:
-        Token F1 at which two answers count as the same (``matching.answers_match``).
     max_new_tokens, chunk_size, seed:
         Answer length, questions per generation call, and the sampling seed (chunk i samples with
         seed + i, so a rerun gives the same answers).
@@ -114,7 +130,6 @@ class KnowledgeProber:
         k: int = 5,
         temperature: float = 0.7,
         min_agree: int = 4,
-        f1_threshold: float = 0.6,
         max_new_tokens: int = 24,
         chunk_size: int = 64,
         seed: int = 0,
@@ -125,7 +140,6 @@ class KnowledgeProber:
         self.k = k
         self.temperature = temperature
         self.min_agree = min_agree
-        self.f1_threshold = f1_threshold
         self.max_new_tokens = max_new_tokens
         self.chunk_size = chunk_size
         self.seed = seed
@@ -135,25 +149,26 @@ class KnowledgeProber:
         """One probe per short-answer question."""
         prompts = [QA_PROMPT.format(question=item.question) for item in items]
         golds = [list(item.answers) for item in items]
-        return self._probe(backend, prompts, golds, None, self.max_new_tokens, "Probing knowledge")
+        return self._probe(
+            backend, prompts, golds, match_verdict, same_answer, self.max_new_tokens, "Probing knowledge"
+        )
 
     def probe_yesno(self, backend: Backend, items: Sequence[YesNoQuestion]) -> list[KnowledgeProbe]:
         """One probe per native yes/no question: asked directly, answers read as yes/no."""
         prompts = [YESNO_PROMPT.format(question=item.question) for item in items]
         golds = [["yes" if item.answer else "no"] for item in items]
-
-        def matches(answer: str, refs: Sequence[str]) -> bool:
-            return yes_no_word(answer) in {yes_no_word(r) for r in refs}
-
         max_new_tokens = min(self.max_new_tokens, YESNO_MAX_NEW_TOKENS)
-        return self._probe(backend, prompts, golds, matches, max_new_tokens, "Probing yes/no knowledge")
+        return self._probe(
+            backend, prompts, golds, yes_no_verdict, same_yes_no, max_new_tokens, "Probing yes/no knowledge"
+        )
 
     def _probe(
         self,
         backend: Backend,
         prompts: list[str],
         golds: list[list[str]],
-        matches: Callable[[str, Sequence[str]], bool] | None,
+        verdict: Callable[[str, Sequence[str]], Verdict],
+        same: Callable[[str, str], bool],
         max_new_tokens: int,
         description: str,
     ) -> list[KnowledgeProbe]:
@@ -171,7 +186,7 @@ class KnowledgeProber:
                     greedy, samples = answers[i]
                     out.append(
                         assign_subset(greedy, samples, golds[start + i], min_agree=self.min_agree,
-                                      f1_threshold=self.f1_threshold, matches=matches)
+                                      verdict=verdict, same=same)
                     )  # fmt: skip
                 advance(len(chunk))
         return out

@@ -11,7 +11,7 @@ from biasaudit.errors import InvalidRequestError
 from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
 from biasaudit.negbias.items import QAItem, YesNoQuestion, load_items, save_items
 from biasaudit.negbias.knowledge import YESNO_MAX_NEW_TOKENS, KnowledgeProber, assign_subset, first_line
-from biasaudit.negbias.matching import answers_match, normalize_answer, token_f1
+from biasaudit.negbias.matching import answers_match, match_verdict, normalize_answer, same_answer, token_f1
 from biasaudit.negbias.sources import answer_type, load_qa, load_yesno, shipped_facts
 
 
@@ -54,20 +54,72 @@ QA = [
     QAItem("legs", "How many legs does a spider have?", ("eight", "8"), "t:4", None, "number"),
 ]
 SCRIPT = {
-    "What is the capital of France?": ("Paris", ["Paris", "paris.", "Paris", "The city of Paris", "Lyon"]),
+    "What is the capital of France?": ("Paris", ["Paris", "paris.", "Paris", "It is Paris.", "Lyon"]),
     "What is the capital of Australia?": ("Sydney", ["Sydney", "Sydney", "sydney", "Sydney.", "Canberra"]),
     "What is the capital of Peru?": ("Quito", ["Lima", "Bogota", "Quito", "Santiago", "Caracas"]),
-    "How many legs does a spider have?": ("8", ["8", "eight", "Eight legs", "six", "8"]),
+    "How many legs does a spider have?": ("8", ["8", "eight", "Eight.", "six", "8"]),
 }
 
 
-def test_answer_matching_normalises_and_contains():
+def test_answer_normal_form_and_token_f1():
     assert normalize_answer("The  Eiffel-Tower!") == "eiffel tower"
-    assert answers_match("It is Paris.", ["Paris"]) and answers_match("paris", ["Paris", "City of Light"])
-    assert not answers_match("Lyon", ["Paris"]) and not answers_match("", ["Paris"])
-    assert not answers_match("Parisian food", ["Paris"])  # whole words only
     assert token_f1("Leonardo da Vinci", "da Vinci") == pytest.approx(0.8)
     assert first_line("  Sydney\nQ: who?") == "Sydney" and first_line("Tin Q: what") == "Tin"
+
+
+@pytest.mark.parametrize(
+    ("prediction", "golds"),
+    [
+        ("Paris", ["Paris"]),
+        ("paris", ["Paris", "City of Light"]),  # case, any alias
+        ("The Beatles", ["Beatles"]),  # articles
+        ("Washington, D.C.", ["Washington D.C."]),  # punctuation
+        ("It is Paris.", ["Paris"]),  # the alias with function words only
+        ("in 1945", ["1945"]),
+        ("8 May 1945", ["May 8, 1945"]),  # same words, another order (token F1 = 1)
+        ("eight", ["8"]),  # number words read as digits
+        ("Shakespeare", ["William Shakespeare", "Shakespeare"]),  # a short alias
+        ("No Doubt", ["No Doubt"]),  # a negation word that is part of the name
+    ],
+)
+def test_true_positives_match(prediction, golds):
+    assert match_verdict(prediction, golds) == "match" and answers_match(prediction, golds)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "golds", "verdict"),
+    [
+        ("John Quincy Adams", ["John Adams"], "partial"),  # a different person (old rule: token F1 0.8)
+        ("not Paris", ["Paris"], "partial"),  # a negation (old rule: containment)
+        ("Paris isn't", ["Paris"], "partial"),
+        ("never in 1945", ["1945"], "partial"),
+        ("Paris, Texas", ["Paris"], "partial"),  # a longer name
+        ("Obama", ["Barack Obama"], "partial"),  # a short form: maybe right, maybe not
+        ("Paris or Lyon", ["Paris"], "partial"),  # hedging between two answers
+        ("Parisian food", ["Paris"], "mismatch"),  # whole words only
+        ("Lyon", ["Paris"], "mismatch"),
+        ("", ["Paris"], "mismatch"),
+        ("it is", ["Paris"], "mismatch"),  # function words alone share nothing
+    ],
+)
+def test_false_positives_do_not_match(prediction, golds, verdict):
+    assert match_verdict(prediction, golds) == verdict and not answers_match(prediction, golds)
+
+
+def test_old_lenient_rule_accepted_what_the_verdict_refuses():
+    # The old rule: containment or token F1 >= 0.6. Both false positives of issue 17 passed it.
+    def old(prediction, gold):
+        pred, ref = normalize_answer(prediction), normalize_answer(gold)
+        return pred == ref or f" {ref} " in f" {pred} " or token_f1(pred, ref) >= 0.6
+
+    assert old("John Quincy Adams", "John Adams") and old("not Paris", "Paris")
+    assert not answers_match("John Quincy Adams", ["John Adams"]) and not answers_match("not Paris", ["Paris"])
+
+
+def test_same_answer_is_symmetric_and_strict():
+    assert same_answer("Sydney", "sydney.") and same_answer("It is Sydney", "Sydney")
+    assert same_answer("Sydney", "It is Sydney")
+    assert not same_answer("Sydney", "Sydney Harbour") and not same_answer("Sydney", "Melbourne")
 
 
 def test_subset_rule_known_answers():
@@ -81,6 +133,25 @@ def test_subset_rule_known_answers():
     assert guess.subset == "insufficient" and guess.n_agree == 3
     empty = assign_subset("  ", ["Lima"] * 5, ["Lima"], min_agree=4)
     assert empty.subset == "insufficient" and empty.reason == "empty greedy answer"
+    assert (correct.verdict, wrong.verdict, guess.verdict) == ("match", "mismatch", "mismatch")
+
+
+def test_a_partly_matching_answer_is_neither_knowledge_nor_a_wrong_belief():
+    # Consistently "John Quincy Adams" for "John Adams": the old rule (token F1 0.8) called it correct.
+    near = assign_subset("John Quincy Adams", ["John Quincy Adams"] * 5, ["John Adams"], min_agree=4)
+    assert near.subset == "insufficient" and near.verdict == "partial" and not near.greedy_correct
+    assert "partly matches" in near.reason
+    negated = assign_subset("not Paris", ["not Paris"] * 5, ["Paris"], min_agree=4)
+    assert negated.subset == "insufficient" and negated.verdict == "partial"
+    # A partial sample does not make a correct greedy answer's question "correct".
+    shaky = assign_subset("Paris", ["Paris"] * 3 + ["Paris, Texas", "not Paris"], ["Paris"], min_agree=4)
+    assert shaky.subset == "insufficient" and shaky.n_agree == 3
+    # Samples agreeing with a wrong greedy answer must be wrong themselves and the same answer.
+    samples = ["Sydney", "sydney", "Sydney Harbour", "Canberra", "It is Sydney"]
+    split = assign_subset("Sydney", samples, ["Canberra"], min_agree=4)
+    assert split.subset == "insufficient" and split.n_agree == 3
+    held = assign_subset("Sydney", [*samples[:3], "Sydney.", samples[4]], ["Canberra"], min_agree=4)
+    assert held.subset == "incorrect" and held.n_agree == 4
 
 
 def test_builder_gives_balanced_items_with_provenance(tmp_path):
@@ -105,6 +176,33 @@ def test_builder_gives_balanced_items_with_provenance(tmp_path):
     assert [c["stop"] for c in backend.calls] == [["\n"], ["\n"]]
     path = save_items(builder.items_, tmp_path / "set.jsonl")
     assert [i.to_dict() for i in load_items(path)] == [i.to_dict() for i in builder.items_]
+
+
+def test_a_partly_right_own_answer_is_never_proposed_as_a_no_item():
+    qa = [
+        QAItem("adams", "Who was the second US president?", ("John Adams",), "t:1", None, "person"),
+        QAItem("jqa", "Who was the sixth US president?", ("John Quincy Adams",), "t:2", None, "person"),
+        QAItem("gw", "Who was the first US president?", ("George Washington",), "t:3", None, "person"),
+        QAItem("tj", "Who was the third US president?", ("Thomas Jefferson",), "t:4", None, "person"),
+    ]
+    script = {
+        "Who was the second US president?": ("John Quincy Adams", ["John Quincy Adams"] * 5),
+        "Who was the sixth US president?": ("James Monroe", ["James Monroe"] * 5),
+        "Who was the first US president?": ("George Washington", ["George Washington"] * 5),
+        "Who was the third US president?": ("Jefferson", ["Jefferson"] * 5),
+    }
+    for seed in range(5):
+        builder = NegBiasSetBuilder(NegBiasSetConfig(seed=seed), progress=False).fit(ScriptedBackend(script), qa=qa)
+        by_id = {item.id: item for item in builder.items_}
+        subsets = {qid: (probe.subset, probe.verdict) for qid, probe in builder.probes_.items()}
+        assert subsets == {"adams": ("insufficient", "partial"), "jqa": ("incorrect", "mismatch"),
+                           "gw": ("correct", "match"), "tj": ("insufficient", "partial")}  # fmt: skip
+        # Partial own answers ("John Quincy Adams" for John Adams, "Jefferson" for Thomas Jefferson)
+        # give way to a distractor, and a distractor never shares a name with the gold answer.
+        assert by_id["adams:no"].kind == "distractor" and by_id["tj:no"].kind == "distractor"
+        assert by_id["adams:no"].candidate in {"George Washington", "Thomas Jefferson"}
+        assert by_id["jqa:no"].kind == "model_wrong" and by_id["jqa:no"].candidate == "James Monroe"
+        assert by_id["jqa:yes"].candidate == "John Quincy Adams"
 
 
 def test_distractor_only_mode_and_type_fallback():
@@ -216,3 +314,32 @@ def test_default_model_yields_all_three_subsets_on_the_shipped_facts(default_mod
         assert summary[subset]["n_items"] >= 4, (subset, summary)
         assert summary[subset]["n_yes"] == summary[subset]["n_no"]
     assert summary["incorrect"]["kinds"].get("model_wrong", 0) > 0
+
+
+def test_samples_hold_every_probe_item_and_prediction():
+    from types import SimpleNamespace
+
+    from biasaudit.negbias.audit import negbias_samples
+    from biasaudit.negbias.evaluate import ScenarioPrediction
+
+    builder = NegBiasSetBuilder(NegBiasSetConfig(seed=3), progress=False).fit(ScriptedBackend(SCRIPT), qa=QA)
+    reply = 'I will end my reply with "Answer: Yes" or "Answer: No".'
+    predictions = [
+        ScenarioPrediction("lima:no", "lima", "model_wrong", "plain", "insufficient", False, "no", "no", "No",
+                           p_yes=1 / 3, probs=[1 / 3, 2 / 3], label_mass=0.123456),
+        ScenarioPrediction("lima:no", "lima", "model_wrong", "cot", "insufficient", False, "fail", "fail", None,
+                           generation=reply),
+    ]  # fmt: skip
+    samples = negbias_samples(builder, SimpleNamespace(predictions_=predictions))
+    questions = {row["question_id"]: row for row in samples["questions"]}
+    assert set(questions) == {"paris", "canberra", "lima", "legs"}
+    lima = questions["lima"]
+    assert lima["question"] == "What is the capital of Peru?" and lima["gold_answers"] == ["Lima"]
+    assert lima["probe"]["greedy"] == "Quito" and lima["probe"]["samples"] == SCRIPT[lima["question"]][1]
+    assert lima["probe"]["subset"] == "insufficient" and lima["probe"]["verdict"] == "mismatch"
+    assert lima["items"] == {"lima:yes": {"candidate": "Lima", "label": True, "kind": "gold"},
+                             "lima:no": {"candidate": "Quito", "label": False, "kind": "model_wrong"}}  # fmt: skip
+    plain, cot = samples["predictions"]
+    assert plain["p_yes"] == 0.3333 and plain["probs"] == [0.3333, 0.6667] and plain["label_mass"] == 0.1235
+    assert cot["generation"] == reply  # chain-of-thought replies are kept whole, for audit
+    assert ScenarioPrediction(**json.loads(json.dumps(cot))) == predictions[1]
