@@ -102,7 +102,9 @@ def evaluate(
     scenarios: Annotated[
         str | None, typer.Option(help="Comma-separated scenarios (default: all). plain,context,idk,cot,...")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the bootstrap.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Generation seed (chain-of-thought is greedy: matters only when sampling).")
+    ] = 0,
     cot_tokens: Annotated[int, typer.Option("--cot-tokens", min=1, help="Tokens of chain-of-thought.")] = 128,
     chat_template: Annotated[
         bool, typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template.")
@@ -130,7 +132,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     path = out / "negbias.json"
     write_json_atomic(path, result)
-    console.print(results_table(evaluator.to_dict()["results"], title=f"negative bias: {backend.name}"))
+    console.print(results_table(evaluator.results_, title=f"negative bias: {backend.name}"))
+    console.print(kind_table(evaluator.results_by_kind_, title="by question kind (how the No candidate was made)"))
     console.print(f"results: {os.path.abspath(path)}")
     if err_console.is_terminal:
         err_console.print("Yes = positive class; P−R > 0 and No-rate above the gold No-rate mean negative bias.")
@@ -142,18 +145,36 @@ def _cell(entry: Any) -> str:
     return f"{entry['value']:.2f}"
 
 
+_COLUMNS = {"precision": "precision", "recall": "recall", "pr_gap": "P−R", "no_rate": "No-rate",
+            "gold_no_rate": "gold No", "idk_rate": "IDK", "accuracy_answered": "acc. answered"}  # fmt: skip
+
+
+def _count(metrics: dict[str, Any], key: str) -> str:
+    n = metrics.get(key, "")
+    return str(n.get("value") if isinstance(n, dict) else n)
+
+
 def results_table(results: dict[str, Any], title: str) -> Table:
     """Scenario x subset rows: precision, recall, P−R, No-rate vs gold, IDK rate, accuracy answered."""
     table = Table(title=title)
-    columns = {"precision": "precision", "recall": "recall", "pr_gap": "P−R", "no_rate": "No-rate",
-               "gold_no_rate": "gold No", "idk_rate": "IDK", "accuracy_answered": "acc. answered"}  # fmt: skip
-    for column in ("scenario", "subset", "n", *columns.values()):
+    for column in ("scenario", "subset", "n", *_COLUMNS.values()):
         table.add_column(column)
     for scenario, by_subset in results.items():
         for subset, metrics in by_subset.items():
             if not isinstance(metrics, dict):
                 continue
-            n = metrics.get("n", {})
-            n_text = str(n.get("value") if isinstance(n, dict) else n)
-            table.add_row(scenario, subset, n_text, *(_cell(metrics.get(key)) for key in columns))
+            table.add_row(scenario, subset, _count(metrics, "n"), *(_cell(metrics.get(key)) for key in _COLUMNS))
+    return table
+
+
+def kind_table(results_by_kind: dict[str, Any], title: str) -> Table:
+    """Scenario x subset x question kind rows (distractor / model_wrong / native), the same columns."""
+    table = Table(title=title)
+    for column in ("scenario", "subset", "kind", "questions", *_COLUMNS.values()):
+        table.add_column(column)
+    for scenario, by_subset in results_by_kind.items():
+        for subset, kinds in by_subset.items():
+            for kind, metrics in kinds.items():
+                cells = (_cell(metrics.get(key)) for key in _COLUMNS)
+                table.add_row(scenario, subset, kind, _count(metrics, "n_questions"), *cells)
     return table

@@ -3,10 +3,14 @@
 ``NegBiasEvaluator(scenarios=...).fit(backend, items)`` asks each applicable item under each scenario
 (``probes/negbias/scenarios.yaml``) in one batched backend request per scenario: label log-probs for the
 scenarios answered by a label (argmax over the scenario's labels; the probabilities renormalised over
-the labels are kept), greedy generation for chain-of-thought (its last "Answer: ..." parsed). Literal
-answers are mapped to semantic ones (a negated question flips them) and scored with ``yesno_metrics``
-per knowledge subset (correct / incorrect / insufficient) and over all items (METHODS.md §4; Song, Yu,
-Yoon 2025, arXiv 2511.10881: negative bias is strongest where the model lacks the knowledge).
+the labels are kept), greedy generation for chain-of-thought (its final answer parsed:
+``scenarios.parse_final_answer``). Literal answers are mapped to semantic ones (a negated question flips
+them) and scored with ``yesno_metrics`` per knowledge subset (correct / incorrect / insufficient) and
+over all items (METHODS.md §4; Song, Yu, Yoon 2025, arXiv 2511.10881: negative bias is strongest where
+the model lacks the knowledge), with intervals that resample whole questions (a QA question's Yes and
+No items together). The same metrics are reported per *question kind* -- how the question's No
+candidate was made (a random distractor, the model's own wrong answer, or a native yes/no question) --
+since the subsets mix them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,35 @@ from biasaudit.progress import progress_bar
 
 SCENARIOS: tuple[str, ...] = ("plain", "context", "idk", "cot", "negated", "swapped", "true_false")
 ALL_ITEMS = "all"
+# The kind of a question whose items are all gold candidates (a hand-made set without No items), or
+# whose No items were made in more than one way.
+GOLD_ONLY, MIXED = "gold_only", "mixed"
+
+
+def question_ids(items: Sequence[YesNoItem]) -> dict[str, str]:
+    """{item id: the id of the question it comes from}: ``source_id``, which a QA question's Yes and No
+    items share; two questions of different source rows that reuse an id get their row appended."""
+    rows: dict[str, set[str]] = {}
+    for item in items:
+        rows.setdefault(item.source_id, set()).add(item.source)
+    return {
+        item.id: item.source_id if len(rows[item.source_id]) == 1 else f"{item.source_id}@{item.source}"
+        for item in items
+    }
+
+
+def question_kinds(items: Sequence[YesNoItem]) -> dict[str, str]:
+    """{item id: how its question's No candidate was made}: "distractor", "model_wrong" or "native" (else
+    ``GOLD_ONLY`` or ``MIXED``). A QA question's Yes item is always the gold answer, so the kind of its
+    No item is what tells two questions apart."""
+    ids = question_ids(items)
+    kinds: dict[str, set[str]] = {}
+    for item in items:
+        kinds.setdefault(ids[item.id], set())
+        if item.kind != "gold":
+            kinds[ids[item.id]].add(item.kind)
+    by_question = {q: (next(iter(k)) if len(k) == 1 else GOLD_ONLY if not k else MIXED) for q, k in kinds.items()}
+    return {item.id: by_question[ids[item.id]] for item in items}
 
 
 @dataclass
@@ -41,7 +74,6 @@ class NegBiasConfig:
 
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     scenario_file: str = DEFAULT_SCENARIO_FILE
-    n_bootstrap: int = 1000
     seed: int = 0
     cot_max_new_tokens: int = 128
     apply_chat_template: bool = False
@@ -66,6 +98,8 @@ class NegBiasConfig:
 class ScenarioPrediction:
     """How the model answered one item under one scenario.
 
+    ``question_id``: the item's source question (``YesNoItem.source_id``); ``question_kind``: how that
+    question's No candidate was made (``question_kinds``).
     ``literal``: which label the model chose ("yes" = the positive label word, e.g. " Yes" or " True";
     "no" the negative one; "idk"; "fail" = no parseable answer). ``answer``: what that means (a negated
     question flips yes and no). ``label``: the chosen label's text (None on a parse failure).
@@ -76,6 +110,8 @@ class ScenarioPrediction:
     """
 
     item_id: str
+    question_id: str
+    question_kind: str
     scenario: str
     subset: Subset
     gold: bool
@@ -98,8 +134,7 @@ class NegBiasEvaluator:
     ----------
     scenarios: names of the scenarios to run, from ``scenario_file``.
     scenario_file: a scenario file name under ``probes/`` or a YAML path.
-    n_bootstrap, seed: bootstrap resamples over items for the 95% intervals, and their seed (also the
-        generation seed; chain-of-thought is greedy, so it only matters for sampling backends).
+    seed: the generation seed (chain-of-thought is greedy, so it only matters for sampling backends).
     cot_max_new_tokens: generation budget of chain-of-thought replies.
     apply_chat_template: ask in the model's chat template (``chat_labels`` are scored then).
     label_mode: how labels are scored (``first_token`` or ``full_sequence``; see ``Backend.label_log_probs``).
@@ -110,6 +145,8 @@ class NegBiasEvaluator:
     ------------------------
     predictions_: list of ``ScenarioPrediction``, scenario by scenario, items in input order.
     results_: {scenario: {"correct" | "incorrect" | "insufficient" | "all": ``yesno_metrics`` dict}}.
+    results_by_kind_: {scenario: {subset or "all": {question kind: ``yesno_metrics`` dict}}}, kinds
+        present only ("distractor", "model_wrong", "native").
     excluded_: {scenario: number of items it could not ask (a context scenario skips items without one)}.
     scenarios_: {scenario: ``Scenario``} definitions used.  n_items_: items given.
     model_, fingerprint_: the backend's name and weights fingerprint (None when it has none).
@@ -120,7 +157,6 @@ class NegBiasEvaluator:
         scenarios: Sequence[str] = SCENARIOS,
         *,
         scenario_file: str | Path = DEFAULT_SCENARIO_FILE,
-        n_bootstrap: int = 1000,
         seed: int = 0,
         cot_max_new_tokens: int = 128,
         apply_chat_template: bool = False,
@@ -129,7 +165,6 @@ class NegBiasEvaluator:
     ) -> None:
         self.scenarios = scenarios
         self.scenario_file = scenario_file
-        self.n_bootstrap = n_bootstrap
         self.seed = seed
         self.cot_max_new_tokens = cot_max_new_tokens
         self.apply_chat_template = apply_chat_template
@@ -142,7 +177,6 @@ class NegBiasEvaluator:
         return NegBiasConfig(
             scenarios=self._scenario_names(),
             scenario_file=str(self.scenario_file),
-            n_bootstrap=self.n_bootstrap,
             seed=self.seed,
             cot_max_new_tokens=self.cot_max_new_tokens,
             apply_chat_template=self.apply_chat_template,
@@ -154,7 +188,6 @@ class NegBiasEvaluator:
         return cls(
             config.scenarios,
             scenario_file=config.scenario_file,
-            n_bootstrap=config.n_bootstrap,
             seed=config.seed,
             cot_max_new_tokens=config.cot_max_new_tokens,
             apply_chat_template=config.apply_chat_template,
@@ -172,8 +205,6 @@ class NegBiasEvaluator:
             raise InvalidRequestError(f"label_mode must be 'first_token' or 'full_sequence', not {self.label_mode!r}")
         if self.cot_max_new_tokens < 1:
             raise InvalidRequestError(f"cot_max_new_tokens must be at least 1, got {self.cot_max_new_tokens}")
-        if self.n_bootstrap < 1:
-            raise InvalidRequestError(f"n_bootstrap must be at least 1, got {self.n_bootstrap}")
 
     def fit(self, backend: Backend, items: Iterable[YesNoItem]) -> NegBiasEvaluator:
         """Ask every item under every scenario (one backend request per scenario) and score the answers."""
@@ -202,8 +233,11 @@ class NegBiasEvaluator:
         fingerprint = getattr(backend, "fingerprint", None)
         self.fingerprint_ = str(fingerprint) if fingerprint is not None else None
         self.n_items_ = len(items)
+        self._question_ids = question_ids(items)
+        self._question_kinds = question_kinds(items)
         self.predictions_: list[ScenarioPrediction] = []
         self.results_: dict[str, dict[str, dict[str, Any]]] = {}
+        self.results_by_kind_: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         self.excluded_: dict[str, int] = {}
         with progress_bar("negative bias: scenarios", len(names), enabled=self.progress) as advance:
             for name, scenario in self.scenarios_.items():
@@ -211,7 +245,7 @@ class NegBiasEvaluator:
                 self.excluded_[name] = len(items) - len(asked)
                 predictions = self._ask(backend, scenario, asked) if asked else []
                 self.predictions_.extend(predictions)
-                self.results_[name] = self._score(predictions)
+                self.results_[name], self.results_by_kind_[name] = score_predictions(predictions)
                 advance()
         return self
 
@@ -272,12 +306,13 @@ class NegBiasEvaluator:
             )
         return out
 
-    @staticmethod
     def _prediction(
-        item: YesNoItem, scenario: Scenario, literal: Answer, label: str | None, **extra: Any
+        self, item: YesNoItem, scenario: Scenario, literal: Answer, label: str | None, **extra: Any
     ) -> ScenarioPrediction:
         return ScenarioPrediction(
             item_id=item.id,
+            question_id=self._question_ids[item.id],
+            question_kind=self._question_kinds[item.id],
             scenario=scenario.name,
             subset=item.subset,
             gold=item.label,
@@ -286,21 +321,6 @@ class NegBiasEvaluator:
             label=label,
             **extra,
         )
-
-    def _score(self, predictions: Sequence[ScenarioPrediction]) -> dict[str, dict[str, Any]]:
-        """``yesno_metrics`` per subset (every subset listed, even when empty) and over all items."""
-        groups: dict[str, list[ScenarioPrediction]] = {s: [p for p in predictions if p.subset == s] for s in SUBSETS}
-        groups[ALL_ITEMS] = list(predictions)
-        return {
-            key: yesno_metrics(
-                np.array([p.gold for p in group], dtype=bool),
-                [p.answer for p in group],
-                literal=[p.literal for p in group],
-                n_bootstrap=self.n_bootstrap,
-                seed=self.seed,
-            )
-            for key, group in groups.items()
-        }
 
     def to_dict(self, include_predictions: bool = False) -> dict[str, Any]:
         """JSON-ready results: config, model, per scenario its definition and coverage, and ``results_``.
@@ -328,7 +348,39 @@ class NegBiasEvaluator:
             "n_items": self.n_items_,
             "scenarios": scenarios,
             "results": self.results_,
+            "results_by_kind": self.results_by_kind_,
         }
         if include_predictions:
             out["predictions"] = [p.to_dict() for p in self.predictions_]
         return out
+
+
+def score_predictions(
+    predictions: Sequence[ScenarioPrediction],
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+    """Metrics of one scenario's predictions: ``yesno_metrics`` per subset (every subset listed, even when
+    empty) and over all items; and the same per question kind within each (kinds present only).
+
+    Intervals count questions (``question_id``), not items, as independent. Also re-scores saved predictions
+    (``ScenarioPrediction(**row)``) without the model.
+    """
+    groups: dict[str, list[ScenarioPrediction]] = {s: [p for p in predictions if p.subset == s] for s in SUBSETS}
+    groups[ALL_ITEMS] = list(predictions)
+
+    def metrics(group: Sequence[ScenarioPrediction]) -> dict[str, Any]:
+        return yesno_metrics(
+            np.array([p.gold for p in group], dtype=bool),
+            [p.answer for p in group],
+            literal=[p.literal for p in group],
+            clusters=[p.question_id for p in group],
+        )
+
+    by_subset = {key: metrics(group) for key, group in groups.items()}
+    by_kind = {
+        key: {
+            kind: metrics([p for p in group if p.question_kind == kind])
+            for kind in sorted({p.question_kind for p in group})
+        }
+        for key, group in groups.items()
+    }
+    return by_subset, by_kind

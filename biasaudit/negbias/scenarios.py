@@ -29,26 +29,67 @@ _SLOTS: tuple[Answer, ...] = ("yes", "no", "idk")
 _PLACEHOLDER = re.compile(r"\{(question|candidate|context)\}")
 
 
+# Quotes a mention of the answer format is wrapped in: straight and curly double quotes, backticks.
+_QUOTE_PAIRS = {'"': '"', "\u201c": "\u201d", "`": "`"}
+# Markup and quotes that may sit between the parts of an answer statement ("**Answer:** 'No'").
+_DECOR = r"[\s*_\"'`\u201c\u201d\u2018\u2019()\[\]]*"
+
+
+def _quoted_spans(line: str) -> list[tuple[int, int]]:
+    """(start, end) of each quoted passage of a line: paired double quotes (straight ones paired in order,
+    an unpaired last one ignored), curly quotes and backticks, and single quotes around a passage that
+    starts with "answer" (elsewhere a single quote is usually an apostrophe)."""
+    spans = []
+    for opening, closing in _QUOTE_PAIRS.items():
+        at = 0
+        while (start := line.find(opening, at)) != -1:
+            end = line.find(closing, start + 1)
+            if end == -1:
+                break
+            spans.append((start, end + 1))
+            at = end + 1
+    for match in re.finditer(r"['\u2018]\s*answer\b[^'\u2019]*['\u2019]", line, re.IGNORECASE):
+        spans.append(match.span())
+    return spans
+
+
 def parse_final_answer(text: str, words: Mapping[str, Answer]) -> Answer:
-    """The answer of a free-text reply: its *last* "Answer: <word>", or "fail" when there is none.
+    """The final answer of a free-text reply, or "fail" when it states none.
 
     words: {lower-case answer word: the answer it stands for}, e.g. {"yes": "yes", "no": "no"}.
-    Case-insensitive; tolerates markdown and quotes around the word ("**Answer:** No", 'Answer: "Yes"')
-    and "the answer is no" -- also with words between, as small models write it ('The answer to the
-    question "Is water wet" is yes.', within one sentence). The last occurrence wins, because a
-    reasoning model often mentions both answers before committing to one; a bare "yes" without
-    "answer" in front is not taken, and a word that merely starts with an answer ("Answer: Nope") is
-    not one.
+
+    An *answer statement* is the keyword "answer" followed by one of ``words``: "Answer: No",
+    "**Answer:** Yes", 'Answer: "Yes"', "the answer is no", or with words between within one sentence as
+    small models write it ('The answer to the question "Is water wet" is yes.'). Case-insensitive; a
+    word that merely starts with an answer ("Answer: Nope") is not one, nor is a bare "yes" without
+    "answer" in front. Two kinds of statement are *mentions*, not answers, and are skipped:
+
+    * a statement quoted as a whole -- the reply echoing the instruction's format, as in
+      ``I will end my reply with "Answer: Yes" or "Answer: No".`` (a quoted *word* after an unquoted
+      "answer", 'The answer is "No"', is an answer);
+    * a listing of options -- an answer word joined to another by "or" or "/" ("Answer: Yes or No",
+      "the answer is yes/no", "Answer: Yes or Answer: No"): a statement of both options states neither.
+
+    The final answer is the *last* remaining statement (a reasoning model often mentions an answer
+    before it commits to one; text after the statement is ignored).
     """
     if not words:
         raise InvalidRequestError("parse_final_answer needs at least one answer word")
-    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    pattern = re.compile(
-        rf"\banswer\b(?:[^.\n]{{0,80}}?\bis\b)?[\s*_]*[:\-]?[\s*_\"'(\[]*({alternatives})(?!\w)",
-        re.IGNORECASE,
-    )
-    found = pattern.findall(text)
-    return words[found[-1].lower()] if found else "fail"
+    word = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    statement = re.compile(rf"\banswer\b(?:[^.\n]{{0,80}}?\bis\b)?[\s*_]*[:\-]?{_DECOR}({word})(?!\w)", re.IGNORECASE)
+    listed_after = re.compile(rf"{_DECOR}(?:or|/){_DECOR}(?:answer{_DECOR}[:\-]?{_DECOR})?(?:{word})(?!\w)", re.I)
+    listed_before = re.compile(rf"(?<!\w)(?:{word}){_DECOR}(?:or|/){_DECOR}$", re.IGNORECASE)
+    final: Answer = "fail"
+    for line in text.splitlines():
+        spans = _quoted_spans(line)
+        for match in statement.finditer(line):
+            start, end = match.start(), match.end()
+            if any(a <= start and end <= b for a, b in spans):
+                continue  # a quoted mention of the format
+            if listed_after.match(line, end) or listed_before.search(line, 0, start):
+                continue  # one of several options listed
+            final = words[match.group(1).lower()]
+    return final
 
 
 @dataclass

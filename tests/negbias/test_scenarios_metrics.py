@@ -9,11 +9,20 @@ import numpy as np
 import pytest
 
 from biasaudit.errors import InvalidRequestError
-from biasaudit.negbias.evaluate import SCENARIOS, NegBiasConfig, NegBiasEvaluator
+from biasaudit.negbias.evaluate import (
+    SCENARIOS,
+    NegBiasConfig,
+    NegBiasEvaluator,
+    ScenarioPrediction,
+    question_ids,
+    question_kinds,
+    score_predictions,
+)
 from biasaudit.negbias.items import YesNoItem
 from biasaudit.negbias.metrics import METRICS, yesno_metrics
 from biasaudit.negbias.scenarios import Scenario, load_scenarios, parse_final_answer
 from biasaudit.probes import ProbeValidationError, probe_from_mapping
+from biasaudit.stats import effective_sample_size, wilson_interval
 
 Y, N = True, False
 
@@ -62,21 +71,42 @@ def test_literal_no_rate_reads_the_literal_answers():
     assert v["no_rate"] == 0.0 and v["literal_no_rate"] == 1.0
 
 
-def test_bootstrap_interval_brackets_the_value_and_is_seeded():
+def test_shares_get_wilson_intervals_and_differences_mover():
     rng = np.random.default_rng(0)
     gold = rng.random(40) < 0.5
     pred = np.where(rng.random(40) < 0.7, np.where(gold, "yes", "no"), "no")
-    a = yesno_metrics(gold, pred, n_bootstrap=200, seed=3)
-    b = yesno_metrics(gold, pred, n_bootstrap=200, seed=3)
-    assert a == b
-    for name in ("recall", "no_rate", "accuracy_answered"):
-        low, high = a[name]["ci95"]
-        assert low <= a[name]["value"] <= high
-    assert a["no_rate"]["ci95"] != yesno_metrics(gold, pred, n_bootstrap=200, seed=4)["no_rate"]["ci95"]
+    m = yesno_metrics(gold, pred)
+    said_no, n_yes, n_no = int(np.sum(pred == "no")), int(gold.sum()), int((~gold).sum())
+    assert m["no_rate"]["ci95"] == pytest.approx(wilson_interval(said_no, 40))
+    fn, fp = int(np.sum(gold & (pred == "no"))), int(np.sum(~gold & (pred == "yes")))
+    assert m["recall"]["ci95"] == pytest.approx(wilson_interval(n_yes - fn, n_yes))
+    # One item per question: FNR and FPR share no question, so MOVER is Newcombe's square-and-add.
+    (l1, u1), (l2, u2) = wilson_interval(fn, n_yes), wilson_interval(fp, n_no)
+    p1, p2 = fn / n_yes, fp / n_no
+    expected = (p1 - p2 - np.hypot(p1 - l1, u2 - p2), p1 - p2 + np.hypot(u1 - p1, p2 - l2))
+    assert m["fnr_minus_fpr"]["value"] == pytest.approx(p1 - p2)
+    assert m["fnr_minus_fpr"]["ci95"] == pytest.approx(expected)
+    for name in METRICS:
+        low, high = m[name]["ci95"]
+        assert low <= m[name]["value"] <= high
+
+
+def test_saturated_answers_get_intervals_not_points():
+    # The default model says No to everything: a bootstrap would report [1, 1] for the No-rate.
+    gold, pred = np.tile([True, False], 12), ["no"] * 24
+    m = yesno_metrics(gold, pred, clusters=list(np.repeat(np.arange(12), 2)))
+    assert m["no_rate"]["value"] == 1.0 and m["no_rate"]["ci95"][0] < 0.9 and m["no_rate"]["ci95"][1] == 1.0
+    assert (
+        m["recall"]["value"] == 0.0
+        and m["recall"]["ci95"][0] == pytest.approx(0.0, abs=1e-12)
+        and m["recall"]["ci95"][1] > 0.1
+    )
+    assert m["fnr_minus_fpr"]["value"] == 1.0 and m["fnr_minus_fpr"]["ci95"][0] < 0.8
+    assert m["precision"]["value"] is None and m["pr_gap"]["value"] is None
 
 
 def test_undefined_metrics_are_none_with_a_note_never_nan():
-    m = yesno_metrics([Y, N, N], ["no", "no", "no"], min_ci_items=2, n_bootstrap=50)
+    m = yesno_metrics([Y, N, N], ["no", "no", "no"], min_ci_items=2)
     assert m["precision"]["value"] is None and "answered Yes" in m["precision"]["note"]
     assert m["pr_gap"]["value"] is None and m["pr_gap"]["ci95"] is None
     assert m["recall"]["value"] == 0.0
@@ -84,12 +114,60 @@ def test_undefined_metrics_are_none_with_a_note_never_nan():
     assert all_idk["n_answered"] == 0 and all_idk["idk_rate"]["value"] == 1.0
     for name in ("precision", "recall", "no_rate", "gold_no_rate", "fnr_minus_fpr", "accuracy_answered"):
         assert all_idk[name]["value"] is None and all_idk[name]["note"]
-    # Defined on the items but not in every resample: no interval (never a NaN one).
-    rare_yes = yesno_metrics([Y] + [N] * 19, ["yes"] + ["no"] * 19, n_bootstrap=200)
+    # One Yes answer in 20 items: precision 1 of 1, with the wide interval one answer deserves.
+    rare_yes = yesno_metrics([Y] + [N] * 19, ["yes"] + ["no"] * 19)
     assert rare_yes["precision"]["value"] == 1.0
-    assert rare_yes["precision"]["ci95"] is None and "resamples" in rare_yes["precision"]["note"]
+    assert rare_yes["precision"]["ci95"] == pytest.approx(wilson_interval(1, 1))
     text = json.dumps([m, all_idk, rare_yes])
     assert "NaN" not in text
+
+
+def paired_answers(n_questions: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """QA-style pairs (a gold-Yes and a gold-No item per question) from a model that knows 20% of the
+    questions and, of the rest, says No to both items of most and Yes to both of the others."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(3, size=n_questions, p=[0.2, 0.5, 0.3])  # knows / says No / says Yes
+    gold = np.tile([True, False], n_questions)
+    knows, says_no = np.repeat(kind == 0, 2), np.repeat(kind == 1, 2)
+    pred = np.where(knows, np.where(gold, "yes", "no"), np.where(says_no, "no", "yes"))
+    return gold, pred, list(np.repeat(np.arange(n_questions), 2))
+
+
+def test_question_clusters_keep_values_and_widen_for_paired_answers():
+    gold, pred, questions = paired_answers(100)
+    by_item = yesno_metrics(gold, pred)
+    by_question = yesno_metrics(gold, pred, clusters=questions)
+    assert by_item["n_questions"] == 200 and by_question["n_questions"] == 100
+    for name in METRICS:  # point estimates and item counts do not depend on the clustering
+        assert by_question[name]["value"] == by_item[name]["value"] and by_question[name]["n"] == 200
+
+    def width(metrics: dict) -> float:
+        low, high = metrics["no_rate"]["ci95"]
+        return high - low
+
+    # The two items of a question the model does not know get one answer: the No-rate moves by questions.
+    assert width(by_question) > 1.15 * width(by_item)
+    said_no = np.array(pred) == "no"
+    n_eff = effective_sample_size(said_no, np.array(questions))
+    assert n_eff < 150
+    assert by_question["no_rate"]["ci95"] == pytest.approx(wilson_interval(said_no.mean() * n_eff, n_eff))
+
+
+def test_one_item_questions_give_the_item_intervals_exactly():
+    rng = np.random.default_rng(1)
+    gold = rng.random(40) < 0.5
+    pred = np.where(rng.random(40) < 0.7, np.where(gold, "yes", "no"), "no")
+    assert yesno_metrics(gold, pred, clusters=[f"q{i}" for i in range(40)]) == yesno_metrics(gold, pred)
+
+
+def test_too_few_questions_get_values_without_an_interval():
+    gold, pred, questions = paired_answers(6)  # 12 items, 6 questions
+    m = yesno_metrics(gold, pred, clusters=questions)
+    assert m["n"] == 12 and m["n_questions"] == 6
+    assert m["no_rate"]["value"] is not None and m["no_rate"]["ci95"] is None
+    assert m["no_rate"]["note"] == "only 6 questions: too few for a 95% interval (need 10)"
+    with pytest.raises(InvalidRequestError, match="one question per item"):
+        yesno_metrics(gold, pred, clusters=questions[:-1])
 
 
 def test_too_few_items_and_bad_input():
@@ -131,12 +209,45 @@ def test_cot_parser_last_answer_wins(text, expected):
     assert parse_final_answer(text, {"yes": "yes", "no": "no"}) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Issue 17: the echoed instruction came last and was read as No.
+        ('It is right, so the answer is yes. I will end my reply with "Answer: Yes" or "Answer: No".', "yes"),
+        ('I will end my reply with "Answer: Yes" or "Answer: No".', "fail"),  # an echo alone is no answer
+        ("I will end my reply with \u201cAnswer: Yes\u201d or \u201cAnswer: No\u201d.", "fail"),  # curly quotes
+        ("I will end my reply with 'Answer: Yes' or 'Answer: No'.", "fail"),  # single quotes
+        ("End with `Answer: No`. Reasoning: it holds. Answer: Yes", "yes"),  # backticks
+        ('Step 1: "Answer: No" would be wrong here. Answer: Yes', "yes"),  # one quoted option is a mention too
+        # Both options listed, quoted or not, state neither.
+        ("Answer: Yes or No", "fail"),
+        ("Answer: Yes/No", "fail"),
+        ("So the answer is yes or no.", "fail"),
+        ("Answer: Yes or Answer: No", "fail"),
+        ("Answer: No. The format was Answer: Yes or No.", "no"),  # a listing after the answer is skipped
+        ("Yes or no? The answer is no.", "no"),  # a listing without "answer" is not a statement
+        # Quoted answer *words* after an unquoted "answer" are answers; trailing text is ignored.
+        ('The answer to the question "Is there a sequel?" is "No".', "no"),
+        ('The answer to the question "Is the answer yes?" is no', "no"),
+        ("Answer: No. I hope this helps!", "no"),
+        ("Answer: Yes\n\nThe reasoning above shows why.", "yes"),
+    ],
+)
+def test_cot_parser_skips_echoes_and_listings(text, expected):
+    assert parse_final_answer(text, {"yes": "yes", "no": "no"}) == expected
+
+
 def test_cot_parser_uses_the_scenario_words_and_cuts_at_a_new_item():
     words = {"true": "yes", "false": "no"}
     assert parse_final_answer("answer: FALSE", words) == "no"
     assert parse_final_answer("Answer: yes", words) == "fail"  # not a label of this scenario
     (cot,) = [s for s in load_scenarios().values() if s.chain_of_thought]
     assert cot.parse("Because... Answer: Yes\nQuestion: is water dry?\nAnswer: No") == "yes"
+    # The shipped instruction, echoed by the model, is not read as its answer.
+    instruction = cot.qa_template.split("correct? ")[1].split("\n")[0]
+    assert '"Answer: Yes" or "Answer: No"' in instruction
+    assert cot.parse(f"It holds, so the answer is yes. I will {instruction[0].lower()}{instruction[1:]}") == "yes"
+    assert cot.parse(instruction) == "fail"
 
 
 def test_shipped_scenarios_render_and_map_answers():
@@ -272,7 +383,7 @@ class FakeBackend:
 def test_evaluator_known_answers_one_call_per_scenario():
     items = make_items()
     backend = FakeBackend(load_scenarios(), items)
-    ev = NegBiasEvaluator(n_bootstrap=50, cot_max_new_tokens=16, progress=False).fit(backend, items)
+    ev = NegBiasEvaluator(cot_max_new_tokens=16, progress=False).fit(backend, items)
 
     assert len(backend.calls) == len(SCENARIOS)  # exactly one batched request per scenario
     assert [c[0] for c in backend.calls].count("generate") == 1
@@ -323,13 +434,56 @@ def test_evaluator_known_answers_one_call_per_scenario():
 
     report = ev.to_dict(include_predictions=True)
     json.loads(json.dumps(report))  # JSON-ready
-    assert report["config"] == NegBiasConfig(cot_max_new_tokens=16, n_bootstrap=50).to_dict()
+    assert report["config"] == NegBiasConfig(cot_max_new_tokens=16).to_dict()
     assert report["model"] == "fake" and report["fingerprint"] == "fake-0" and report["n_items"] == 6
     assert report["scenarios"]["context"]["n_excluded"] == 4 and report["scenarios"]["context"]["n_asked"] == 2
     assert report["scenarios"]["negated"]["definition"]["negated"] is True
-    assert report["results"] == ev.results_
+    assert report["results"] == ev.results_ and report["results_by_kind"] == ev.results_by_kind_
+    # Every item here is its own question; their kinds are those of their No candidates.
+    assert [(p.question_id, p.question_kind) for p in ev.predictions_[:6]] == [
+        ("q1", "gold_only"), ("q2", "distractor"), ("q3", "distractor"), ("q4", "gold_only"),
+        ("n1", "native"), ("n2", "native"),
+    ]  # fmt: skip
+    assert set(ev.results_by_kind_["plain"]["all"]) == {"gold_only", "distractor", "native"}
+    assert ev.results_by_kind_["plain"]["correct"]["native"]["n"] == 1
     assert len(report["predictions"]) == 6 * 6 + 2
     assert "predictions" not in ev.to_dict()
+
+
+def test_question_ids_and_kinds_pair_the_items_of_a_question():
+    def item(id_, label, kind, source_id, source="nq:1"):
+        return YesNoItem(id_, "Q?", None if kind == "native" else "c", label, "insufficient", kind, source, source_id)
+
+    items = [
+        item("a:yes", Y, "gold", "a", "nq:1"), item("a:no", N, "model_wrong", "a", "nq:1"),
+        item("b:yes", Y, "gold", "b", "nq:2"), item("b:no", N, "distractor", "b", "nq:2"),
+        item("a", N, "native", "a", "boolq:7"),  # another source reuses the id "a"
+    ]  # fmt: skip
+    ids = question_ids(items)
+    assert ids == {"a:yes": "a@nq:1", "a:no": "a@nq:1", "b:yes": "b", "b:no": "b", "a": "a@boolq:7"}
+    kinds = question_kinds(items)
+    assert kinds == {"a:yes": "model_wrong", "a:no": "model_wrong", "b:yes": "distractor", "b:no": "distractor",
+                     "a": "native"}  # fmt: skip
+
+
+def test_score_predictions_by_subset_and_kind_from_saved_rows():
+    gold, pred, questions = paired_answers(30)
+    rows = [
+        ScenarioPrediction(f"{q}:{'yes' if g else 'no'}", str(q), "model_wrong" if q % 3 == 0 else "distractor",
+                           "plain", "insufficient" if q < 20 else "correct", bool(g), a, a, a)
+        for g, a, q in zip(gold, pred, questions, strict=True)
+    ]  # fmt: skip
+    again = [ScenarioPrediction(**json.loads(json.dumps(r.to_dict()))) for r in rows]
+    by_subset, by_kind = score_predictions(again)
+    assert (by_subset, by_kind) == score_predictions(rows)
+    assert by_subset["all"]["n_questions"] == 30 and by_subset["correct"]["n_questions"] == 10
+    assert by_subset["incorrect"]["n"] == 0
+    assert {k: m["n_questions"] for k, m in by_kind["all"].items()} == {"distractor": 20, "model_wrong": 10}
+    assert by_kind["incorrect"] == {}
+    model_wrong = [r for r in rows if r.question_kind == "model_wrong"]
+    expected = yesno_metrics(np.array([r.gold for r in model_wrong]), [r.answer for r in model_wrong],
+                             clusters=[r.question_id for r in model_wrong])  # fmt: skip
+    assert by_kind["all"]["model_wrong"] == expected
 
 
 def test_evaluator_chat_labels_and_label_mode_reach_the_backend():
@@ -375,7 +529,7 @@ def test_default_model_plain_negated_cot(default_model_dir):
 
     backend = HFBackend.from_spec("default", progress=False)
     items = make_items()
-    ev = NegBiasEvaluator(["plain", "negated", "cot"], cot_max_new_tokens=24, n_bootstrap=50, progress=False)
+    ev = NegBiasEvaluator(["plain", "negated", "cot"], cot_max_new_tokens=24, progress=False)
     ev.fit(backend, items)
     assert [(p.scenario, p.item_id) for p in ev.predictions_] == [
         (s, it.id) for s in ("plain", "negated", "cot") for it in items
