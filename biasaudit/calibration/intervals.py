@@ -8,14 +8,21 @@ rarely: with 10 content-free inputs and a true TV of 0.03 over 6 labels, in 0 % 
 a recall spread of 0 over 6 classes, 0 %. The simulations are in tests/stats/test_label_bias_intervals.py.
 
 What is done instead (Scheffé's projection method): the estimated vector θ̂ gets a simultaneous 95%
-confidence ellipsoid {θ : (θ − θ̂)ᵀ Σ̂⁺ (θ − θ̂) ≤ r²}, with Σ̂ its delta-method covariance and r² Hotelling's
-T² quantile d(n−1)/(n−d) F(0.95; d, n−d) for d free dimensions and n units; the interval is the range of
-the distance over that ellipsoid. If the ellipsoid holds the truth, the interval holds the distance, so
-it covers at least as often as the ellipsoid does, at the kink too (its lower end is 0 exactly when
-"no bias" is inside the ellipsoid). The price is width where the distance is smooth: wider than a
-Wald interval by r / 1.96. The range is found numerically (random directions on the ellipsoid's surface,
-then a few rounds of local search): a convex distance takes its maximum, and, when "no bias" lies
-outside, its minimum, on the surface.
+confidence ellipsoid {θ : (θ − θ̂)ᵀ Σ̂⁺ (θ − θ̂) ≤ r²}, and the interval is the range of the distance over
+it. If the ellipsoid holds the truth, the interval holds the distance, so it covers at least as often as
+the ellipsoid does, at the kink too (its lower end is 0 exactly when "no bias" is inside). The price is
+width where the distance is smooth: wider than a Wald interval by about r / 1.96.
+
+* Priors (vanilla, domain): Σ̂ is the jackknife covariance over units (content-free inputs, random
+  strings), and r² the bootstrap 95% quantile of the studentised (θ* − θ̂)ᵀ Σ*⁺ (θ* − θ̂) (Beran 1988,
+  "prepivoting"): Hotelling's T² quantile assumes normal rows, and with 30 skewed rows of raw label
+  probabilities its ellipsoid held a uniform prior in only ~90% of datasets.
+* Histogram difference (skew): the sample covariance of e_pred − e_gold over items, Hotelling's r²
+  d(n−1)/(n−d) F(0.95; d, n−d).
+* Recalls (spread): independent binomials, Agresti–Coull variances, χ²_K radius.
+
+The range is found numerically (directions on the ellipsoid's surface, then a few rounds of local
+search): a convex distance takes its maximum, and, when "no bias" lies outside, its minimum, there.
 
 The mean pairwise distance of context-label bias is a U-statistic, unbiased and smooth (no kink in the
 mean over many pairs): a t interval from its jackknife standard error (Hoeffding 1948; Arvesen 1969).
