@@ -69,6 +69,8 @@ class PriorCalibrator:
     method: ClassVar[str] = "none"
     # How the prior is applied: "divide" (p / prior, renormalised) or "subtract" (p - prior; batch calibration).
     rule: ClassVar[str] = "divide"
+    # Whether the prior is estimated from the very inputs it calibrates (batch calibration), not from inputs of its own.
+    fits_on_batch: ClassVar[bool] = False
     registry: ClassVar[dict[str, type[PriorCalibrator]]] = {}
     prior_: np.ndarray
     labels_: list[str]

@@ -41,6 +41,7 @@ class BatchCalibrator(PriorCalibrator):
 
     method = "bc"
     rule = "subtract"
+    fits_on_batch = True
 
     def __init__(self) -> None:
         pass

@@ -111,7 +111,7 @@ def condition_log_probs(
     raw = {"test": prompt.label_log_probs(backend, test_queries)}
     for method in methods:
         calibrator = make_calibrator(method, seed)
-        if calibrator.method == "bc":
+        if calibrator.fits_on_batch:
             continue
         queries = calibrator.calibration_queries(prompt, test_queries)
         if queries:
@@ -132,7 +132,7 @@ def score_condition(
     out: dict[str, Any] = {}
     for method in methods:
         calibrator = make_calibrator(method, seed)
-        own = raw["test"] if calibrator.method == "bc" else raw.get(method, np.zeros((0, n_labels)))
+        own = raw["test"] if calibrator.fits_on_batch else raw.get(method, np.zeros((0, n_labels)))
         calibrator.fit_log_probs(own, prompt, backend)
         pred = calibrator.transform_log_probs(raw["test"]).argmax(axis=1)
         out[method] = {
