@@ -7,10 +7,10 @@ the labels are kept), greedy generation for chain-of-thought (its final answer p
 ``scenarios.parse_final_answer``). Literal answers are mapped to semantic ones (a negated question flips
 them) and scored with ``yesno_metrics`` per knowledge subset (correct / incorrect / insufficient) and
 over all items (METHODS.md §4; Song, Yu, Yoon 2025, arXiv 2511.10881: negative bias is strongest where
-the model lacks the knowledge), with intervals that resample whole questions (a QA question's Yes and
-No items together). The same metrics are reported per *question kind* -- how the question's No
-candidate was made (a random distractor, the model's own wrong answer, or a native yes/no question) --
-since the subsets mix them.
+the model lacks the knowledge), with intervals that take questions, not items, as independent (a QA
+question's Yes and No items are answered alike). The same metrics are reported per *question kind* --
+how the question's No candidate was made (a random distractor, the model's own wrong answer, or a native
+yes/no question) -- since the subsets mix them.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class NegBiasConfig:
 class ScenarioPrediction:
     """How the model answered one item under one scenario.
 
-    ``question_id``: the item's source question (``YesNoItem.source_id``); ``question_kind``: how that
-    question's No candidate was made (``question_kinds``).
+    ``question_id``: the item's source question (``question_ids``: its ``source_id``); ``question_kind``:
+    how that question's No candidate was made (``question_kinds``).
     ``literal``: which label the model chose ("yes" = the positive label word, e.g. " Yes" or " True";
     "no" the negative one; "idk"; "fail" = no parseable answer). ``answer``: what that means (a negated
     question flips yes and no). ``label``: the chosen label's text (None on a parse failure).
