@@ -16,7 +16,6 @@ from biasaudit.backend.protocol import Pooling, TokenStates
 from biasaudit.errors import InvalidRequestError, LayerOutOfRangeError
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
-
 # Mean pooling leaves out the first position: its residual stream is an attention sink with a norm
 # orders of magnitude above the rest (BOS or not), which would dominate the mean, and SAEs are trained
 # with it skipped (``SAETrainingConfig.skip_positions``), so a mean including it is out of distribution.
