@@ -1,4 +1,4 @@
-"""ICL label-bias calibration on the default model: the protocol of Fei et al. (ACL 2023), METHODS.md §3.
+"""ICL label-bias calibration on the default model: the protocol of Fei et al. (ACL 2023), docs/methods.md §3.
 
 What it measures, on SmolLM2-135M-Instruct (fp32, CPU), with ``biasaudit.calibration.evaluate_icl``:
 

@@ -1,4 +1,4 @@
-"""Negative bias of the default model on knowledge-stratified yes/no sets (METHODS.md §4).
+"""Negative bias of the default model on knowledge-stratified yes/no sets (docs/methods.md §4).
 
 For each source -- NQ-Open (short-answer questions turned into "is this proposed answer correct?"
 items), BoolQ and StrategyQA (native yes/no questions), all from ``../shared/data`` -- the model's

@@ -27,7 +27,7 @@ RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hu
 
 @negbias_app.callback()
 def negbias() -> None:
-    """Negative bias in yes/no answering (METHODS.md §4)."""
+    """Negative bias in yes/no answering (docs/methods.md §4)."""
 
 
 def _backend(model: str, device: str | None, dtype: str | None, trust_remote_code: bool) -> Any:

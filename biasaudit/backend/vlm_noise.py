@@ -1,4 +1,4 @@
-"""Noise images for the ``noise`` reference: forward diffusion of the real image (VCD, METHODS.md §5).
+"""Noise images for the ``noise`` reference: forward diffusion of the real image (VCD, docs/methods.md §5).
 
 Visual contrastive decoding (Leng et al., CVPR 2024, "Mitigating Object Hallucinations in Large Vision-Language
 Models through Visual Contrastive Decoding") contrasts the real image with a distorted copy made by the forward

@@ -1,4 +1,4 @@
-"""In-context-learning label-bias calibration (METHODS.md §3): calibrators, classifier, measurements."""
+"""In-context-learning label-bias calibration (docs/methods.md §3): calibrators, classifier, measurements."""
 
 from biasaudit.calibration.base import NoCalibration, NotFittedError, PriorCalibrator, PriorMismatchError
 from biasaudit.calibration.batch import BatchCalibrator

@@ -5,7 +5,7 @@ repo), how one example reads as a demonstration (``template``), and which word s
 label. This module loads such a file, parses the four raw formats the calibration papers ship
 (Zhao et al. 2021's copies of SST-2, AG News, TREC, and SuperGLUE CB/RTE), and samples demonstrations
 and evaluation subsets the way Fei et al. (ACL 2023) do: k demonstrations drawn at random per seed,
-at most 500 test examples frozen with seed 0 (METHODS.md §3).
+at most 500 test examples frozen with seed 0 (docs/methods.md §3).
 
 Prompt shape: ``instruction? + demo_1 + sep + ... + demo_k + sep + query``, where a demonstration is
 the template filled with its label word, and the query is the template cut right before the

@@ -2,7 +2,7 @@
 
 Kim et al. 2018 (TCAV) define a CAV as the normal of a linear classifier between concept examples and
 random examples; Gao et al. 2025 (BiasLens, arXiv 2505.15524) fit one per layer on last-token hidden
-states. Ours (METHODS.md §1.3): L2 logistic regression, class-balanced, concept vs generic;
+states. Ours (docs/methods.md §1.3): L2 logistic regression, class-balanced, concept vs generic;
 CAV = w / ||w||; k-fold held-out accuracy; R repeats, each against a fresh resample of the generic pool,
 give the mean CAV and its stability (mean pairwise cosine of the R CAVs; 1 = the direction does not
 depend on which generic text was drawn).

@@ -40,7 +40,7 @@ from biasaudit.progress import progress_bar
 if TYPE_CHECKING:
     from biasaudit.concepts.sae import LoadedSAE, SAEConceptResult
 
-# BiasLens aggregates only over layers where a concept is linearly readable (METHODS.md §1.5).
+# BiasLens aggregates only over layers where a concept is linearly readable (docs/methods.md §1.5).
 ACCURACY_THRESHOLD = 0.9
 
 

@@ -1,6 +1,6 @@
 """Sparse autoencoders (sae-lens) on a backend's residual stream, and concepts in SAE-latent space.
 
-METHODS.md §1.4: encode the same activations a CAV is fitted on with an SAE, fit the CAV over the SAE's
+docs/methods.md §1.4: encode the same activations a CAV is fitted on with an SAE, fit the CAV over the SAE's
 latents, and report each concept's top latents. An SAE comes from a local sae-lens folder
 (``cfg.json`` + ``sae_weights.safetensors``; ``biasaudit sae train`` writes one) or, when the hub is
 reachable, from a sae-lens pretrained release.

@@ -1,4 +1,4 @@
-"""Concept examples without a manual test set (METHODS.md §1.1).
+"""Concept examples without a manual test set (docs/methods.md §1.1).
 
 Three sources, each returning ``ConceptExamples`` with full provenance (so a run can be reproduced):
 

@@ -1,4 +1,4 @@
-"""Vision-language models (METHODS.md §5): how much answers follow the language prior, and two mitigations.
+"""Vision-language models (docs/methods.md §5): how much answers follow the language prior, and two mitigations.
 
 - ``probe``: procedural POPE-style yes/no and multiple-choice probes, ground truth known by construction;
 - ``posthoc.PostHocDebias``: p_cal ∝ diag(p_ref)^-1 p over the answer labels (Zhang et al. 2024);

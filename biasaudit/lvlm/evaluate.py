@@ -1,4 +1,4 @@
-"""How much an LVLM's answers follow its language prior, and what each mitigation changes (METHODS.md §5).
+"""How much an LVLM's answers follow its language prior, and what each mitigation changes (docs/methods.md §5).
 
 ``LVLMEvaluator(mitigations=("none", "posthoc", "sampling")).fit(backend, items)`` asks every probe item
 (``biasaudit.lvlm.probe``) with its image and with the reference inputs, in one batched backend request per

@@ -1,4 +1,4 @@
-"""Post-hoc debiasing of an LVLM's answer distribution (METHODS.md §5).
+"""Post-hoc debiasing of an LVLM's answer distribution (docs/methods.md §5).
 
 Zhang et al. 2024, "Debiasing Multimodal Large Language Models" (arXiv 2403.05262, code yfzhang114/LLaVA-Align):
 an LVLM's answer leans on its language prior as much as on the image. The prior is read off the same model with

@@ -1,4 +1,4 @@
-"""Debias sampling for LVLMs at decode time, as a transformers ``LogitsProcessor`` (METHODS.md §5).
+"""Debias sampling for LVLMs at decode time, as a transformers ``LogitsProcessor`` (docs/methods.md §5).
 
 Visual debias decoding (VDD; Zhang et al. 2024, "Debiasing Multimodal Large Language Models", arXiv 2403.05262)
 and visual contrastive decoding (VCD; Leng et al., CVPR 2024) share one rule. With l(x, v) the next-token logits

@@ -1,4 +1,4 @@
-"""Negative bias in yes/no answering (METHODS.md §4)."""
+"""Negative bias in yes/no answering (docs/methods.md §4)."""
 
 from biasaudit.negbias.content_free import ContentFreeYesNoPrior, YesNoPromptSet
 

@@ -1,4 +1,4 @@
-"""Build a knowledge-stratified yes/no set for one model (METHODS.md §4).
+"""Build a knowledge-stratified yes/no set for one model (docs/methods.md §4).
 
 From short-answer questions: each question is probed (``knowledge.KnowledgeProber``) and becomes two
 items of its subset, so every subset is balanced Yes/No by construction:
@@ -39,7 +39,7 @@ from biasaudit.negbias.sources import answer_type
 
 @dataclass
 class NegBiasSetConfig:
-    """Settings of a set build (JSON round-trip); defaults from METHODS.md §4."""
+    """Settings of a set build (JSON round-trip); defaults from docs/methods.md §4."""
 
     k: int = 5
     temperature: float = 0.7

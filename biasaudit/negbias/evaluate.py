@@ -6,7 +6,7 @@ scenarios answered by a label (argmax over the scenario's labels; the probabilit
 the labels are kept), greedy generation for chain-of-thought (its final answer parsed:
 ``scenarios.parse_final_answer``). Literal answers are mapped to semantic ones (a negated question flips
 them) and scored with ``yesno_metrics`` per knowledge subset (correct / incorrect / insufficient) and
-over all items (METHODS.md §4; Song, Yu, Yoon 2025, arXiv 2511.10881: negative bias is strongest where
+over all items (docs/methods.md §4; Song, Yu, Yoon 2025, arXiv 2511.10881: negative bias is strongest where
 the model lacks the knowledge), with intervals that take questions, not items, as independent (a QA
 question's Yes and No items are answered alike). The same metrics are reported per *question kind* --
 how the question's No candidate was made (a random distractor, the model's own wrong answer, or a native

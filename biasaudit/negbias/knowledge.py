@@ -1,6 +1,6 @@
 """What does the model know? Ask each question open-ended, greedily and k times sampled.
 
-METHODS.md §4 (thresholds ours; Song et al. 2025 split their sets the same three ways):
+docs/methods.md §4 (thresholds ours; Song et al. 2025 split their sets the same three ways):
 
 * **correct** -- the greedy answer matches gold and at least ``min_agree`` of the k samples do too;
 * **incorrect** -- the greedy answer is wrong and at least ``min_agree`` samples give that same wrong
@@ -85,7 +85,7 @@ def assign_subset(
     verdict: Callable[[str, Sequence[str]], Verdict] = match_verdict,
     same: Callable[[str, str], bool] = same_answer,
 ) -> KnowledgeProbe:
-    """The METHODS.md §4 rule for one question (see the module docstring).
+    """The docs/methods.md §4 rule for one question (see the module docstring).
 
     verdict: how an answer relates to the gold answers ("match", "partial", "mismatch").
     same: whether two answers of the model are the same answer (samples agreeing with a wrong greedy one).
@@ -116,9 +116,9 @@ class KnowledgeProber:
     Parameters
     ----------
     k, temperature:
-        Sampled answers per question and their temperature (METHODS.md: 5 at 0.7).
+        Sampled answers per question and their temperature (docs/methods.md: 5 at 0.7).
     min_agree:
-        Samples that must agree for ``correct`` / ``incorrect`` (METHODS.md: 4 of 5).
+        Samples that must agree for ``correct`` / ``incorrect`` (docs/methods.md: 4 of 5).
     max_new_tokens, chunk_size, seed:
         Answer length, questions per generation call, and the sampling seed (chunk i samples with
         seed + i, so a rerun gives the same answers).

@@ -3,7 +3,7 @@
 Song, Yu, Yoon 2025 (arXiv 2511.10881) read negative bias off the confusion matrix with "Yes" as the
 positive class: a model that says No too often has high precision and low recall, a No-rate above the
 gold No-rate, and a false-negative rate above its false-positive rate. ``yesno_metrics`` reports those
-numbers (METHODS.md §4), plus how often the model abstained ("I don't know") or gave no parseable answer.
+numbers (docs/methods.md §4), plus how often the model abstained ("I don't know") or gave no parseable answer.
 
 Answers are *semantic*: "yes" means the model asserted the item holds, whatever word it used (for a
 negated question, literally saying "No"). The confusion-matrix metrics count only items answered yes or
