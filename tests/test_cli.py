@@ -39,7 +39,7 @@ def test_audit_default_model_end_to_end_and_resume(tmp_path, default_model_dir):
     doc = json.loads((out / "results.json").read_text())
     prior = doc["suites"]["yesno_prior"]["result"]
     assert prior["n_prompts"] == 6 and 0.0 < prior["mean_p_yes"] < 1.0
-    assert doc["model"]["name"] == "SmolLM2-135M-Instruct" and doc["config"]["batch_size"] == 4
+    assert doc["model"]["name"] == "SmolLM2-135M-Instruct" and doc["config"]["backend"]["batch_size"] == 4
     assert "results:" in first.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "reusing" in again.output

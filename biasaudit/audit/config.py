@@ -8,28 +8,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from biasaudit.backend.batching import BatchSize
+from biasaudit.backend.spec import BackendSpec
+from biasaudit.errors import ConfigError
 
 
 @dataclass
 class RunConfig:
     """What to audit and how (the CLI flags of ``biasaudit audit``).
 
-    ``suites`` empty means every registered suite. ``limit`` caps the items each suite scores
+    ``backend`` is the model and how to load it (``BackendSpec``: model, ``model_args``, device, batch
+    size). ``suites`` empty means every registered suite. ``limit`` caps the items each suite scores
     (lm-evaluation-harness's ``--limit``), for quick runs. ``data_dir`` holds public datasets
     (default: ``$BIASAUDIT_DATA`` or ``shared/data`` beside the checkout); suites that need them
     report themselves skipped, with the reason, when it is absent. ``sae`` (a folder or sae-lens
     release) adds the SAE-latent space to the ``biaslens`` suite.
     """
 
-    model: str = "default"
+    backend: BackendSpec = field(default_factory=BackendSpec)
     suites: list[str] = field(default_factory=list)
     limit: int | None = None
-    batch_size: BatchSize = "auto"
     seed: int = 0
-    device: str | None = None
-    dtype: str | None = None
-    trust_remote_code: bool = False
     apply_chat_template: bool = False
     data_dir: str | None = None
     sae: str | None = None
@@ -42,8 +40,15 @@ class RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown run-config field(s) {unknown}; allowed: {sorted(names)}")
+            raise ConfigError(f"unknown run-config field(s) {unknown}; allowed: {sorted(names)}")
+        data = dict(data)
+        if isinstance(data.get("backend"), dict):
+            data["backend"] = BackendSpec.from_dict(data["backend"])
         return cls(**data)
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -56,10 +61,9 @@ class RunConfig:
         """Hash of the fields that change a suite's numbers (not batch size or device: those don't)."""
         key = {
             "suite": suite,
-            "model": self.model,
+            "backend": self.backend.numeric_key(),
             "limit": self.limit,
             "seed": self.seed,
-            "dtype": self.dtype,
             "apply_chat_template": self.apply_chat_template,
             "data_dir": self.data_dir,
             "sae": self.sae if suite == "biaslens" else None,

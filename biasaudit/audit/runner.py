@@ -19,6 +19,7 @@ from biasaudit import __version__
 from biasaudit.audit.config import RunConfig
 from biasaudit.audit.suites import resolve_suites
 from biasaudit.backend.protocol import Backend
+from biasaudit.backend.spec import load_backend
 from biasaudit.jsonio import read_json, write_json_atomic
 
 
@@ -52,19 +53,6 @@ def _model_info(backend: Backend) -> dict[str, Any]:
     return info
 
 
-def load_backend(config: RunConfig) -> Backend:
-    """The HF backend for ``config.model`` (vLLM and VLM backends plug in here later)."""
-    from biasaudit.backend.hf import HFBackend
-
-    return HFBackend.from_spec(
-        config.model,
-        device=config.device,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-        batch_size=config.batch_size,
-    )
-
-
 def run_audit(
     config: RunConfig,
     out: Path,
@@ -80,7 +68,7 @@ def run_audit(
     suite_dir = out / "suites"
     if backend is None:
         with console.status(f"loading model {config.model!r}"):
-            backend = load_backend(config)
+            backend = load_backend(config.backend)
     results: dict[str, Any] = {}
     for i, suite in enumerate(suites, 1):
         fingerprint = config.suite_fingerprint(suite.name)

@@ -34,7 +34,7 @@ import warnings
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_ca
 from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult
 from biasaudit.errors import InvalidRequestError, LabelCollisionError, LabelTruncationWarning
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
+
+if TYPE_CHECKING:
+    from biasaudit.models import LoadOptions
 
 # Below this many tokens a shared prefix is not worth a separate forward pass.
 DEFAULT_MIN_PREFIX_TOKENS = 16
@@ -129,6 +132,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         prefix_cache_size: int = 8,
         progress: bool = True,
         name: str | None = None,
+        max_length: int | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -150,6 +154,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         self._prefix_cache: OrderedDict[tuple[int, ...], tuple[torch.Tensor, list]] = OrderedDict()
         self._stop_criteria_cache: dict[tuple[str, ...], Any] = {}
         self.progress = progress
+        self.max_length = max_length
         # Sliding-window caches crop old keys, so a broadcast prefix would not be the same computation.
         self.prefix_reuse = prefix_reuse and not getattr(cfg, "sliding_window", None)
         self._body = model.get_decoder() if hasattr(model, "get_decoder") else model.base_model
@@ -174,12 +179,13 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         device: str | None = None,
         dtype: str | None = None,
         trust_remote_code: bool = False,
+        options: LoadOptions | None = None,
         **kwargs: Any,
     ) -> HFBackend:
-        """Load ``spec`` with ``biasaudit.models.load_model`` and wrap it."""
+        """Load ``spec`` with ``biasaudit.models.load_model`` and wrap it (commands use ``spec.load_backend``)."""
         from biasaudit.models import load_model
 
-        loaded = load_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load_model(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code, options=options)
         return cls(loaded.model, loaded.tokenizer, name=loaded.name, **kwargs)
 
     def _find_cache_kwarg(self) -> str:
@@ -222,8 +228,21 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         encoded = self.tokenizer(list(texts), add_special_tokens=False).input_ids
         if self._adds_bos:
             bos = self.tokenizer.bos_token_id
-            return [list(ids) if ids and ids[0] == bos else [bos, *ids] for ids in encoded]
+            encoded = [list(ids) if ids and ids[0] == bos else [bos, *ids] for ids in encoded]
+        if self.max_length is not None:
+            self._check_length(texts, encoded)
         return [list(ids) for ids in encoded]
+
+    def _check_length(self, texts: Sequence[str], encoded: Sequence[Sequence[int]]) -> None:
+        """Refuse inputs longer than ``max_length`` rather than cut them: a truncated prompt is another question."""
+        assert self.max_length is not None
+        longest = max(range(len(encoded)), key=lambda i: len(encoded[i]))
+        if len(encoded[longest]) > self.max_length:
+            text = texts[longest]
+            raise InvalidRequestError(
+                f"an input of {len(encoded[longest])} tokens exceeds max_length={self.max_length} "
+                f"({text[:60]!r}{'...' if len(text) > 60 else ''}); raise max_length in --model_args or shorten it"
+            )
 
     def format_chat(self, prompt: str) -> str:
         if not getattr(self.tokenizer, "chat_template", None):

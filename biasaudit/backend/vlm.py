@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from biasaudit.backend.vlm_inputs import TEXT_ONLY_MODES, check_reference_mode, 
 from biasaudit.backend.vlm_noise import NoiseLayoutError, noise_processed_images
 from biasaudit.errors import InvalidRequestError, LabelCollisionError
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
+
+if TYPE_CHECKING:
+    from biasaudit.models import LoadOptions
 
 ImageLike = Image.Image | str | Path
 # The real image: an input kind beside the reference modes.
@@ -136,12 +139,13 @@ class VLMBackend:
         device: str | None = None,
         dtype: str | None = None,
         trust_remote_code: bool = False,
+        options: LoadOptions | None = None,
         **kwargs: Any,
     ) -> VLMBackend:
         """Load ``spec`` (local folder or hub id) with ``biasaudit.models.load_vlm`` and wrap it."""
         from biasaudit.models import load_vlm
 
-        loaded = load_vlm(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        loaded = load_vlm(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code, options=options)
         return cls(loaded.model, loaded.processor, name=loaded.name, **kwargs)
 
     # ------------------------------------------------------------------ prompts and inputs

@@ -8,25 +8,44 @@ import pytest
 
 from biasaudit.audit import SUITES, RunConfig, run_audit
 from biasaudit.audit.suites import Suite, resolve_suites
+from biasaudit.backend.spec import BackendSpec
+from biasaudit.errors import ConfigError
+
+
+def _config(model: str = "m", *, model_args=None, device=None, batch_size="auto", **kwargs) -> RunConfig:
+    spec = BackendSpec(model=model, model_args=model_args or {}, device=device, batch_size=batch_size)
+    return RunConfig(backend=spec, **kwargs)
 
 
 def test_run_config_round_trips_through_json():
-    config = RunConfig(model="m", suites=["a", "b"], limit=5, batch_size=8, seed=3, apply_chat_template=True)
+    config = _config(
+        model_args={"revision": "v2", "dtype": "bfloat16"},
+        batch_size=8,
+        suites=["a", "b"],
+        limit=5,
+        seed=3,
+        apply_chat_template=True,
+    )
     assert RunConfig.from_json(config.to_json()) == config
-    with pytest.raises(ValueError, match="unknown run-config field"):
-        RunConfig.from_dict({"model": "m", "batchsize": 4})
+    assert config.model == "m"
+    with pytest.raises(ConfigError, match="unknown run-config field"):
+        RunConfig.from_dict({"backend": {"model": "m"}, "batchsize": 4})
+    with pytest.raises(ConfigError, match="unknown backend-spec field"):
+        RunConfig.from_dict({"backend": {"model": "m", "batchsize": 4}})
 
 
 def test_fingerprint_tracks_what_changes_numbers_only():
-    base = RunConfig(model="m")
-    assert base.suite_fingerprint("s") == RunConfig(model="m", batch_size=4, device="cpu").suite_fingerprint("s")
-    assert base.suite_fingerprint("s") != RunConfig(model="m", limit=3).suite_fingerprint("s")
+    base = _config()
+    assert base.suite_fingerprint("s") == _config(batch_size=4, device="cpu").suite_fingerprint("s")
+    assert base.suite_fingerprint("s") != _config(limit=3).suite_fingerprint("s")
     assert base.suite_fingerprint("s") != base.suite_fingerprint("t")
+    for args in ({"revision": "v2"}, {"dtype": "bfloat16"}, {"peft": "adapter"}, {"load_in_4bit": True}):
+        assert base.suite_fingerprint("s") != _config(model_args=args).suite_fingerprint("s"), args
 
 
 def test_unknown_suite_fails_before_loading_a_model(tmp_path):
     with pytest.raises(ValueError, match="unknown suite"):
-        run_audit(RunConfig(model="does-not-matter", suites=["nope"]), tmp_path)
+        run_audit(_config("does-not-matter", suites=["nope"]), tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -43,7 +62,7 @@ def counting_suite(monkeypatch):
 
 
 def test_finished_suites_are_reused_and_force_recomputes(tmp_path, tiny_backend, counting_suite):
-    config = RunConfig(model="tiny", suites=["counting"])
+    config = _config("tiny", suites=["counting"])
     path = run_audit(config, tmp_path, backend=tiny_backend)
     run_audit(config, tmp_path, backend=tiny_backend)
     assert counting_suite == [None]
@@ -51,13 +70,13 @@ def test_finished_suites_are_reused_and_force_recomputes(tmp_path, tiny_backend,
     assert doc["suites"]["counting"]["result"] == {"value": 1}
     assert doc["config"]["suites"] == ["counting"]
     assert doc["model"]["n_layers"] == 2
-    run_audit(RunConfig(model="tiny", suites=["counting"], limit=3), tmp_path, backend=tiny_backend)
+    run_audit(_config("tiny", suites=["counting"], limit=3), tmp_path, backend=tiny_backend)
     run_audit(config, tmp_path, backend=tiny_backend, force=True)
     assert counting_suite == [None, 3, None]
 
 
 def test_corrupt_suite_file_is_recomputed(tmp_path, tiny_backend, counting_suite):
-    config = RunConfig(model="tiny", suites=["counting"])
+    config = _config("tiny", suites=["counting"])
     run_audit(config, tmp_path, backend=tiny_backend)
     (tmp_path / "suites" / "counting.json").write_text('{"fingerprint": "trunc')
     run_audit(config, tmp_path, backend=tiny_backend)
