@@ -57,10 +57,17 @@ class RunConfig:
     def from_json(cls, text: str) -> RunConfig:
         return cls.from_dict(json.loads(text))
 
-    def suite_fingerprint(self, suite: str) -> str:
-        """Hash of the fields that change a suite's numbers (not batch size or device: those don't)."""
+    def suite_fingerprint(self, suite: str, identity: dict[str, Any] | None = None) -> str:
+        """Hash of what changes a suite's numbers: the loaded weights (``identity``), the spec, the settings.
+
+        ``identity`` is what the loaded backend is (``runner.backend_identity``: weights fingerprint,
+        which covers the effective dtype, the device type and the biasaudit version), so new weights at
+        the same path, or a resume on another device, recompute instead of reusing. Batch size and the
+        device name are left out: they do not change the numbers.
+        """
         key = {
             "suite": suite,
+            "identity": identity,
             "backend": self.backend.numeric_key(),
             "limit": self.limit,
             "seed": self.seed,

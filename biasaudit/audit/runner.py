@@ -1,8 +1,9 @@
 """Run the selected suites on one model and write ``results.json``; resumable.
 
 Each finished suite is saved at once to ``<out>/suites/<name>.json`` with a fingerprint of the
-settings that shaped it. A re-run with the same settings reuses those files, so an interrupted audit
-continues where it stopped; ``force=True`` recomputes. Nothing is written outside ``out``.
+settings that shaped it and of the loaded weights (``backend_identity``). A re-run with the same
+settings and weights reuses those files, so an interrupted audit continues where it stopped;
+``force=True`` recomputes. Nothing is written outside ``out``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def _model_info(backend: Backend) -> dict[str, Any]:
     return info
 
 
+def backend_identity(backend: Backend) -> dict[str, Any]:
+    """What the loaded backend is, for resume keys: weights (dtype included), device type, biasaudit version."""
+    model = getattr(backend, "model", None)
+    device = next(model.parameters()).device.type if model is not None else str(getattr(backend, "device", ""))
+    return {"weights": backend.fingerprint, "device_type": device, "biasaudit": __version__}
+
+
 def run_audit(
     config: RunConfig,
     out: Path,
@@ -70,8 +78,9 @@ def run_audit(
         with console.status(f"loading model {config.model!r}"):
             backend = load_backend(config.backend)
     results: dict[str, Any] = {}
+    identity = backend_identity(backend)
     for i, suite in enumerate(suites, 1):
-        fingerprint = config.suite_fingerprint(suite.name)
+        fingerprint = config.suite_fingerprint(suite.name, identity)
         path = suite_dir / f"{suite.name}.json"
         cached = None if force else read_json(path)
         if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:

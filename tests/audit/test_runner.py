@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from biasaudit.audit import SUITES, RunConfig, run_audit
 from biasaudit.audit.suites import Suite, resolve_suites
@@ -73,6 +74,23 @@ def test_finished_suites_are_reused_and_force_recomputes(tmp_path, tiny_backend,
     run_audit(_config("tiny", suites=["counting"], limit=3), tmp_path, backend=tiny_backend)
     run_audit(config, tmp_path, backend=tiny_backend, force=True)
     assert counting_suite == [None, 3, None]
+
+
+def test_new_weights_at_the_same_spec_recompute(tmp_path, tiny_backend, tokenizer, counting_suite):
+    from conftest import build_tiny_model
+
+    from biasaudit.backend.hf import HFBackend
+
+    config = _config("tiny", suites=["counting"])
+    run_audit(config, tmp_path, backend=tiny_backend)
+    retrained = HFBackend(build_tiny_model(len(tokenizer), seed=1), tokenizer, progress=False)
+    run_audit(config, tmp_path, backend=retrained)
+    assert counting_suite == [None, None]  # same spec string, other weights: recomputed
+    half = HFBackend(build_tiny_model(len(tokenizer), seed=1).to(torch.bfloat16), tokenizer, progress=False)
+    run_audit(config, tmp_path, backend=half)
+    assert counting_suite == [None, None, None]  # same weights in another dtype: recomputed
+    run_audit(config, tmp_path, backend=half)
+    assert counting_suite == [None, None, None]  # unchanged: reused
 
 
 def test_corrupt_suite_file_is_recomputed(tmp_path, tiny_backend, counting_suite):
