@@ -31,10 +31,6 @@ class LayerOutOfRangeError(InvalidRequestError, IndexError):
     """A layer index outside [0, n_layers]."""
 
 
-class CacheCorruptError(BiasAuditError):
-    """A cache entry exists but cannot be read; it is recomputed, never reused."""
-
-
 class TooFewExamplesError(BiasAuditError, ValueError):
     """A concept (or the generic pool) has too few usable examples after filtering to fit a CAV."""
 
@@ -53,3 +49,15 @@ class ConfigError(BiasAuditError, ValueError):
 
 class MissingDependencyError(BiasAuditError, ImportError):
     """An optional package a requested feature needs is not installed; the message names the install command."""
+
+
+class DatasetFormatError(BiasAuditError, ValueError):
+    """A row of a dataset file cannot be parsed; the message names the file and line."""
+
+
+class DatasetNotFoundError(BiasAuditError, FileNotFoundError):
+    """The data folder or a dataset file in it does not exist."""
+
+
+class NotFittedError(BiasAuditError, AttributeError):
+    """A calibrator or estimator was used before ``fit``."""

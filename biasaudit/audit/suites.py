@@ -87,7 +87,8 @@ def _icl(backend: Backend, config: RunConfig) -> dict[str, Any]:
     from pathlib import Path
 
     from biasaudit.calibration.evaluate import ICLEvalConfig, evaluate_icl
-    from biasaudit.calibration.tasks import DatasetNotFoundError, default_data_dir
+    from biasaudit.datasets import default_data_dir
+    from biasaudit.errors import DatasetNotFoundError
 
     try:
         data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()

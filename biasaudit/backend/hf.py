@@ -41,10 +41,11 @@ import torch
 
 from biasaudit.backend.batching import AUTO_BUDGET, BatchPlanner, BatchSize
 from biasaudit.backend.fingerprint import weights_fingerprint
-from biasaudit.backend.hf_generation import AUTO_GENERATE_BUDGET, GenerationMixin, cut_at_stops
+from biasaudit.backend.hf_generation import AUTO_GENERATE_BUDGET, GenerationMixin
 from biasaudit.backend.hf_states import HiddenStatesMixin
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
 from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult
+from biasaudit.backend.rows import ScoredRow
 from biasaudit.errors import InvalidRequestError, LabelCollisionError, LabelTruncationWarning
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
@@ -67,19 +68,6 @@ class _ScoreItem:
     @property
     def input(self) -> tuple[int, ...]:
         return self.tokens[:-1]
-
-
-@dataclass
-class _Row:
-    """One sequence actually run through the model, and what is read from its output.
-
-    ``reads`` maps (position, target token) to an index in the flat result arrays: the log-prob of
-    ``target`` predicted at ``position``. Several labels after one prompt read the same position with
-    different targets; identical reads of different requests are computed once.
-    """
-
-    tokens: tuple[int, ...]
-    reads: dict[tuple[int, int], int]
 
 
 def _common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -310,7 +298,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
                 self._run_group([rows[m] for m in members], prefix_len, read_lp, read_greedy, advance)
         return [(read_lp[reads], bool(read_greedy[reads].all())) for reads in item_reads]
 
-    def _plan_rows(self, items: Sequence[_ScoreItem]) -> tuple[list[_Row], list[np.ndarray]]:
+    def _plan_rows(self, items: Sequence[_ScoreItem]) -> tuple[list[ScoredRow], list[np.ndarray]]:
         """Deduplicate inputs and let every input that is a prefix of another read from the longer one.
 
         Sorting inputs lexicographically puts each input directly before the inputs it is a prefix of,
@@ -328,11 +316,11 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
             seq = ordered[i]
             nxt = ordered[i + 1] if i + 1 < len(ordered) else None
             root_of[seq] = root_of[nxt] if nxt is not None and nxt[: len(seq)] == seq else seq
-        rows: dict[tuple[int, ...], _Row] = {}
+        rows: dict[tuple[int, ...], ScoredRow] = {}
         item_reads: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(items)
         n_reads = 0
         for seq in ordered:
-            row = rows.setdefault(root_of[seq], _Row(tokens=root_of[seq], reads={}))
+            row = rows.setdefault(root_of[seq], ScoredRow(tokens=root_of[seq], reads={}))
             for idx in by_input[seq]:
                 it = items[idx]
                 first = len(it.tokens) - it.n_cont  # index of the first continuation token
@@ -346,7 +334,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
                 item_reads[idx] = np.asarray(reads, dtype=np.int64)
         return [rows[r] for r in sorted(rows)], item_reads
 
-    def _group_by_prefix(self, rows: list[_Row]) -> list[tuple[int, list[int]]]:
+    def _group_by_prefix(self, rows: list[ScoredRow]) -> list[tuple[int, list[int]]]:
         """Split sorted rows into (shared prefix length, row indices) groups; 0 means no reuse.
 
         Neighbours in lexicographic order share the longest prefixes. A group grows while the prefix
@@ -401,7 +389,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
 
     def _run_group(
         self,
-        rows: list[_Row],
+        rows: list[ScoredRow],
         prefix_len: int,
         read_lp: np.ndarray,
         read_greedy: np.ndarray,
@@ -587,4 +575,4 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         return values.reshape(len(prompts), n_labels)
 
 
-__all__ = ["HFBackend", "cut_at_stops"]
+__all__ = ["HFBackend"]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
+from biasaudit.backend.rows import ScoredRow
 from biasaudit.errors import InvalidRequestError
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
 
@@ -103,9 +104,7 @@ class GenerationMixin:
         order = list(range(len(encoded)))
         if self.prefix_reuse:
             order.sort(key=lambda i: encoded[i])
-        from biasaudit.backend.hf import _Row  # the scoring row type, for the shared prefix grouping
-
-        rows = [_Row(tuple(encoded[i]), {}) for i in order]
+        rows = [ScoredRow(tuple(encoded[i]), {}) for i in order]
         with (
             torch.inference_mode(),
             progress_bar(

@@ -17,7 +17,6 @@ CVPR 2024). The modes:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -25,7 +24,6 @@ from PIL import Image, UnidentifiedImageError
 from biasaudit.backend.vlm_noise import diffusion_noise
 from biasaudit.errors import ImageReadError
 
-ReferenceMode = Literal["none", "blank", "noise", "unk"]
 REFERENCE_MODES: tuple[str, ...] = ("none", "blank", "noise", "unk")
 # Reference modes that carry no image, only text.
 TEXT_ONLY_MODES = frozenset({"none", "unk"})

@@ -32,11 +32,7 @@ import numpy as np
 from biasaudit import __version__
 from biasaudit.backend.protocol import Backend
 from biasaudit.calibration.prompt import ICLPrompt, Query, renormalise, softmax_rows
-from biasaudit.errors import BiasAuditError
-
-
-class NotFittedError(BiasAuditError, AttributeError):
-    """A calibrator was used before ``fit``."""
+from biasaudit.errors import BiasAuditError, NotFittedError
 
 
 class PriorMismatchError(BiasAuditError, ValueError):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from biasaudit.calibration.prompt import ICLPrompt
-from biasaudit.errors import BiasAuditError, InvalidRequestError
+from biasaudit.datasets import content_lines, default_data_dir, read_text
+from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.probes import load_probe
 
 LABEL_SLOT = "{label}"
@@ -45,14 +45,6 @@ AGNEWS_HEADER = ["Class Index", "Title", "Description"]
 # Seed of the split that turns one labelled file into a demonstration pool and an evaluation set
 # (AG News: only a 1000-row test sample is available, so demonstrations come from its other rows).
 DEMO_POOL_SEED = 0
-
-
-class DatasetFormatError(BiasAuditError, ValueError):
-    """A row of a dataset file cannot be parsed; the message names the file and line."""
-
-
-class DatasetNotFoundError(BiasAuditError, FileNotFoundError):
-    """The data folder or a dataset file in it does not exist."""
 
 
 @dataclass(frozen=True)
@@ -208,49 +200,12 @@ def load_task(name_or_path: str | Path) -> ICLTask:
     return load_probe(ICLTask, f"icl/{name_or_path}")
 
 
-def default_data_dir() -> Path:
-    """``$BIASAUDIT_DATA``, or the ``shared/data`` folder beside the repository checkout."""
-    env = os.environ.get("BIASAUDIT_DATA")
-    if env:
-        path = Path(env)
-        if not path.is_dir():
-            raise DatasetNotFoundError(f"BIASAUDIT_DATA={env!r} is not a folder; fix it or pass --data-dir")
-        return path
-    beside_repo = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    if beside_repo.is_dir():
-        return beside_repo
-    raise DatasetNotFoundError(
-        f"no data folder found (BIASAUDIT_DATA is unset and {beside_repo} does not exist); "
-        "pass --data-dir or set BIASAUDIT_DATA to the folder holding the datasets (fewshot_cls/, crows_pairs/, ...)"
-    )
-
-
 # --- raw formats --------------------------------------------------------------------------------
 # Each reader yields (line number, gold label value, fields) and raises DatasetFormatError naming
 # file:line for a row it cannot read. Blank lines at the end of a file are ignored; elsewhere they
 # are errors (a hole in the file usually means a broken copy).
 
 Row = tuple[int, str, dict[str, str]]
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DatasetNotFoundError(f"{path} not found; pass --data-dir or set BIASAUDIT_DATA") from exc
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(f"{path}: not valid UTF-8 ({exc})") from exc
-
-
-def content_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for every line up to the last non-blank one; blank lines inside fail."""
-    lines = read_text(path).splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            raise DatasetFormatError(f"{path}:{number}: empty line")
-        yield number, line
 
 
 def _read_sst2_lines(path: Path) -> Iterator[Row]:

@@ -27,7 +27,7 @@ from biasaudit.jsonio import read_json, write_json_atomic
 from biasaudit.progress import progress_bar
 
 if TYPE_CHECKING:
-    from biasaudit.concepts.sae_train import SAETrainingConfig
+    from biasaudit.concepts.sae_config import SAETrainingConfig
 
 
 @dataclass

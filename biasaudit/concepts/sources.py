@@ -281,23 +281,6 @@ def file_examples(
     return _dedupe_and_sample(concept, records, n, seed)
 
 
-def dataset_examples(
-    dataset: str, column: str, concept: str, *, split: str = "train", n: int | None = None, seed: int = 0
-) -> ConceptExamples:
-    """Examples from a ``datasets`` column (a local dataset folder, or a hub id when online)."""
-    import datasets
-
-    data = datasets.load_dataset(dataset, split=split)
-    if column not in data.column_names:
-        raise InvalidRequestError(f"{dataset}[{split}] has no column {column!r}; it has {data.column_names}")
-    records = [
-        ExampleRecord(text=str(t).strip(), source="dataset", origin=f"{dataset}[{split}]#{i}")
-        for i, t in enumerate(data[column])
-        if t is not None and str(t).strip()
-    ]
-    return _dedupe_and_sample(concept, records, n, seed)
-
-
 def _dedupe_and_sample(concept: str, records: list[ExampleRecord], n: int | None, seed: int) -> ConceptExamples:
     first: dict[str, ExampleRecord] = {}
     for r in records:

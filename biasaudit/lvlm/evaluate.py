@@ -48,8 +48,7 @@ from biasaudit.lvlm.sampling import DebiasSamplingProcessor
 from biasaudit.stats import paired_difference_interval, wilson_interval
 
 MITIGATIONS: tuple[str, ...] = ("none", "posthoc", "sampling", "vcd")
-# Scored from label log-probs (no generation) vs decoded and parsed.
-_SCORED = ("blind", "none", "posthoc")
+# Decoded and parsed (the others are scored from label log-probs).
 _DECODED = ("greedy", "sampling", "vcd")
 # Each mitigation is compared with the plain method of its kind, on the same items.
 PEERS: dict[str, str] = {"posthoc": "none", "sampling": "greedy", "vcd": "greedy"}

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from biasaudit import __version__
-from biasaudit.calibration.base import NotFittedError
+from biasaudit.errors import NotFittedError
 
 REFERENCES: tuple[str, ...] = ("none", "blank", "noise", "unk")
 """Reference inputs of the paper: no image, a blank image, a noise image, an ``unk`` (placeholder) image."""

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.calibration.tasks import DatasetNotFoundError
+from biasaudit.errors import DatasetNotFoundError
 from biasaudit.metrics.bbq import BBQ, BBQResult, load_bbq
-from biasaudit.metrics.common import Estimate
 from biasaudit.metrics.crows_pairs import CrowSPairs, CrowSPairsResult, load_crows_pairs
 from biasaudit.metrics.stereoset import StereoSet, StereoSetResult, load_stereoset
 from biasaudit.metrics.winobias import WinoBias, WinoBiasResult, load_winobias
+from biasaudit.stats import Estimate
 
 BENCHMARKS = ("crows_pairs", "bbq", "stereoset", "winobias")
 

@@ -47,9 +47,10 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
+from biasaudit.datasets import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import Estimate, group_indices, paired_difference, proportion, stratified_sample
-from biasaudit.metrics.sources import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
+from biasaudit.metrics.common import group_indices, stratified_sample
+from biasaudit.stats import Estimate, paired_difference, proportion
 
 UNKNOWN_GROUP = "unknown"
 POLARITIES = ("neg", "nonneg")

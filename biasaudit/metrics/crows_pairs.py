@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
+from biasaudit.datasets import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_table
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import Estimate, group_indices, proportion, stratified_sample
-from biasaudit.metrics.sources import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_table
+from biasaudit.metrics.common import group_indices, stratified_sample
+from biasaudit.stats import Estimate, proportion
 
 FILE_NAME = "crows_pairs_anonymized.csv"
 BIAS_TYPES = (

@@ -52,14 +52,14 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
+from biasaudit.datasets import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import MIN_CI_ITEMS, Estimate, group_indices, proportion, stratified_sample
-from biasaudit.metrics.sources import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
+from biasaudit.metrics.common import group_indices, stratified_sample
+from biasaudit.stats import MIN_CI_ITEMS, Estimate, proportion
 
 FILE_NAME = "stereoset_dev_flat.jsonl"
 TASKS = ("intrasentence", "intersentence")
 BIAS_TYPES = ("gender", "profession", "race", "religion")
-CANDIDATES = ("stereotype", "anti-stereotype", "unrelated")
 
 
 @dataclass(frozen=True)

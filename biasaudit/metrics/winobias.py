@@ -36,10 +36,10 @@ from typing import Any, Literal
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.calibration.tasks import DatasetFormatError
-from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import Estimate, group_indices, paired_difference, proportion, stratified_sample
-from biasaudit.metrics.sources import benchmark_folder, content_lines, is_hub_id
+from biasaudit.datasets import benchmark_folder, content_lines, is_hub_id
+from biasaudit.errors import DatasetFormatError, InvalidRequestError
+from biasaudit.metrics.common import group_indices, stratified_sample
+from biasaudit.stats import Estimate, paired_difference, proportion
 
 Split = Literal["dev", "test", "all"]
 TYPES = (1, 2)

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from biasaudit.calibration.tasks import DatasetFormatError, content_lines
+from biasaudit.datasets import content_lines
+from biasaudit.errors import DatasetFormatError
 
 Subset = Literal["correct", "incorrect", "insufficient"]
 SUBSETS: tuple[Subset, ...] = ("correct", "incorrect", "insufficient")

@@ -14,7 +14,7 @@ preference for rejecting.
 
 **Intervals.** Every metric but two is a share of items (precision: gold Yes among the items answered
 Yes; the No-rate: answered No among the items answered Yes or No; ...). Its interval is Wilson's score
-interval (``metrics.common.proportion``), which keeps its coverage at small n and at 0 or 1 -- where this
+interval (``stats.proportion``), which keeps its coverage at small n and at 0 or 1 -- where this
 model lives: it answers No to every item of most subsets, and a bootstrap of all-No answers is the point
 [1, 1] (Brown, Cai & DasGupta 2001). A short-answer question gives a paired Yes item and No item, and
 whatever the model does not know about the question it does not know for both (a model that says No
@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from biasaudit.errors import InvalidRequestError
-from biasaudit.metrics.common import MIN_CI_ITEMS, Estimate, proportion
+from biasaudit.stats import MIN_CI_ITEMS, Estimate, proportion
 
 Answer = Literal["yes", "no", "idk", "fail"]
 ANSWERS: tuple[Answer, ...] = ("yes", "no", "idk", "fail")

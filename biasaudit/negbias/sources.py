@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError
-from biasaudit.metrics.sources import SourceRow, hub_rows, is_hub_id, read_json_array, read_jsonl
+from biasaudit.datasets import SourceRow, hub_rows, is_hub_id, read_json_array, read_jsonl
+from biasaudit.errors import DatasetFormatError, DatasetNotFoundError
 from biasaudit.negbias.items import QAItem, YesNoQuestion, check_unique_ids
 from biasaudit.probes import ProbeValidationError, probes_dir, read_probe_yaml
 

@@ -294,7 +294,7 @@ QA_PROMPTS = [
 def transformers_greedy(backend: HFBackend, prompt: str, max_new_tokens: int, stop: list[str] | None = None) -> str:
     """The reference: transformers' own greedy ``generate`` on the prompt alone (no padding, no cache
     tricks, no segments), cut at the first stop string."""
-    from biasaudit.backend.hf import cut_at_stops
+    from biasaudit.backend.hf_generation import cut_at_stops
 
     ids = torch.tensor([backend.tokenizer(prompt, add_special_tokens=False).input_ids])
     kwargs = {"stop_strings": stop, "tokenizer": backend.tokenizer} if stop else {}

@@ -144,9 +144,9 @@ def test_hf_generate_calibrates_the_first_step_of_every_prefix_group(tiny_backen
         f"{long_head} a much longer question number {i} with many more words in it" for i in range(3)
     ]
     rows = sorted(tiny_backend._encode_many(prompts))
-    from biasaudit.backend.hf import _Row
+    from biasaudit.backend.rows import ScoredRow
 
-    groups = tiny_backend._group_by_prefix([_Row(tuple(r), {}) for r in rows])
+    groups = tiny_backend._group_by_prefix([ScoredRow(tuple(r), {}) for r in rows])
     widths = [max(len(rows[m]) for m in members) for _, members in groups]
     assert len(groups) >= 2 and widths[-1] > widths[0]  # a later group has wider prompts
     processor = LabelPriorLogitsProcessor(labels, [0.5, 0.5])

@@ -84,13 +84,13 @@ def test_audit_icl_suite_end_to_end(tmp_path, monkeypatch, default_model_dir):
 
 
 def test_icl_suite_without_data_says_skipped(tmp_path, monkeypatch, tiny_backend):
+    from biasaudit import datasets
     from biasaudit.audit import SUITES, RunConfig
     from biasaudit.backend.spec import BackendSpec
-    from biasaudit.calibration import tasks
 
     def missing():
-        raise tasks.DatasetNotFoundError("no data folder found; pass --data-dir")
+        raise datasets.DatasetNotFoundError("no data folder found; pass --data-dir")
 
-    monkeypatch.setattr(tasks, "default_data_dir", missing)
+    monkeypatch.setattr(datasets, "default_data_dir", missing)
     result = SUITES["icl"].run(tiny_backend, RunConfig(backend=BackendSpec(model="tiny")))
     assert result == {"skipped": "no data folder found; pass --data-dir"}

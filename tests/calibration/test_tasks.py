@@ -10,18 +10,16 @@ from pathlib import Path
 import pytest
 
 from biasaudit.calibration.tasks import (
-    DatasetFormatError,
-    DatasetNotFoundError,
     Example,
     ICLTask,
-    default_data_dir,
     load_split,
     load_task,
     read_examples,
     sample_demonstrations,
     sample_test,
 )
-from biasaudit.errors import InvalidRequestError
+from biasaudit.datasets import default_data_dir
+from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.probes import ProbeValidationError, probe_from_mapping
 
 TASK_NAMES = ["sst2", "agnews", "trec", "cb", "rte"]

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from biasaudit.calibration.base import NotFittedError
+from biasaudit.errors import NotFittedError
 from biasaudit.lvlm.posthoc import PROB_FLOOR, REFERENCE_EPSILON, PostHocDebias
 
 

@@ -12,8 +12,7 @@ from conftest import shared_data_or_skip
 from loglikelihood_fakes import FakeBackend
 from scipy.stats import t
 
-from biasaudit.calibration.tasks import DatasetFormatError
-from biasaudit.errors import InvalidRequestError
+from biasaudit.errors import DatasetFormatError, InvalidRequestError
 from biasaudit.metrics.bbq import BBQ, load_bbq
 from biasaudit.stats import effective_sample_size, paired_difference_interval, wilson_interval
 

@@ -11,8 +11,7 @@ from conftest import shared_data_or_skip
 from loglikelihood_fakes import FakeBackend
 from scipy.stats import binomtest
 
-from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError
-from biasaudit.errors import InvalidRequestError
+from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.metrics import run_benchmark
 from biasaudit.metrics.crows_pairs import BIAS_TYPES, CrowSPairs, load_crows_pairs
 

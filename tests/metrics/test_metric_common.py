@@ -11,21 +11,20 @@ import pytest
 from conftest import SHARED_DATA
 from loglikelihood_fakes import FakeBackend
 
-from biasaudit.calibration.tasks import DatasetFormatError, DatasetNotFoundError
-from biasaudit.errors import InvalidRequestError
+from biasaudit.datasets import benchmark_folder, is_hub_id, read_table
+from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.metrics import BENCHMARKS, run_benchmark
-from biasaudit.metrics.common import (
+from biasaudit.metrics.common import group_indices, percent, stratified_sample
+from biasaudit.stats import (
     MIN_CI_ITEMS,
     Estimate,
+    bootstrap_ci,
+    effective_sample_size,
     estimate,
-    group_indices,
     paired_difference,
-    percent,
     proportion,
-    stratified_sample,
+    wilson_interval,
 )
-from biasaudit.metrics.sources import benchmark_folder, is_hub_id, read_table
-from biasaudit.stats import bootstrap_ci, effective_sample_size, wilson_interval
 
 
 def test_estimate_uses_the_shared_bootstrap_and_refuses_tiny_groups():

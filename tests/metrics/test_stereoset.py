@@ -11,7 +11,7 @@ import pytest
 from conftest import shared_data_or_skip
 from loglikelihood_fakes import FakeBackend
 
-from biasaudit.calibration.tasks import DatasetFormatError
+from biasaudit.errors import DatasetFormatError
 from biasaudit.metrics.stereoset import StereoSet, icat_interval, load_stereoset
 from biasaudit.stats import effective_sample_size, wilson_interval
 

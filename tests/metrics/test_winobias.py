@@ -10,8 +10,7 @@ import pytest
 from conftest import shared_data_or_skip
 from loglikelihood_fakes import FakeBackend
 
-from biasaudit.calibration.tasks import DatasetFormatError
-from biasaudit.errors import InvalidRequestError
+from biasaudit.errors import DatasetFormatError, InvalidRequestError
 from biasaudit.metrics.winobias import WinoBias, load_winobias
 
 PRO = {

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from biasaudit.calibration.tasks import DatasetFormatError
-from biasaudit.errors import InvalidRequestError
+from biasaudit.errors import DatasetFormatError, InvalidRequestError
 from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
 from biasaudit.negbias.items import QAItem, YesNoQuestion, load_items, save_items
 from biasaudit.negbias.knowledge import YESNO_MAX_NEW_TOKENS, KnowledgeProber, assign_subset, first_line

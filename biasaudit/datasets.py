@@ -1,4 +1,4 @@
-"""Where benchmark rows come from: the files their authors distribute, in a data folder, or a hub id.
+"""Dataset readers, in one place: the data folder, the files datasets' authors distribute, or a hub id.
 
 Every row carries ``where`` (``path:line``, or ``hub:owner/name[split]:row``), so a malformed row is
 reported where it lies: ``DatasetFormatError("…/crows_pairs_anonymized.csv:17: field 'bias_type' …")``.
@@ -19,19 +19,52 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from biasaudit.calibration.tasks import (
-    DatasetFormatError,
-    DatasetNotFoundError,
-    content_lines,
-    default_data_dir,
-    read_text,
-)
+from biasaudit.errors import DatasetFormatError, DatasetNotFoundError
+
+
+def default_data_dir() -> Path:
+    """``$BIASAUDIT_DATA``, or the ``shared/data`` folder beside the repository checkout."""
+    env = os.environ.get("BIASAUDIT_DATA")
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            raise DatasetNotFoundError(f"BIASAUDIT_DATA={env!r} is not a folder; fix it or pass --data-dir")
+        return path
+    beside_repo = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if beside_repo.is_dir():
+        return beside_repo
+    raise DatasetNotFoundError(
+        f"no data folder found (BIASAUDIT_DATA is unset and {beside_repo} does not exist); "
+        "pass --data-dir or set BIASAUDIT_DATA to the folder holding the datasets (fewshot_cls/, crows_pairs/, ...)"
+    )
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DatasetNotFoundError(f"{path} not found; pass --data-dir or set BIASAUDIT_DATA") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetFormatError(f"{path}: not valid UTF-8 ({exc})") from exc
+
+
+def content_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) for every line up to the last non-blank one; blank lines inside fail."""
+    lines = read_text(path).splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            raise DatasetFormatError(f"{path}:{number}: empty line")
+        yield number, line
+
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
 
