@@ -75,6 +75,7 @@ class SourceRow:
 
     where: str
     fields: Mapping[str, Any]
+    line: int | None = None  # 1-based line of a file row (None for hub rows)
 
     def fail(self, message: str) -> NoReturn:
         raise DatasetFormatError(f"{self.where}: {message}")
@@ -179,7 +180,7 @@ def read_jsonl(path: Path) -> Iterator[SourceRow]:
             raise DatasetFormatError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(record, dict):
             raise DatasetFormatError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        yield SourceRow(f"{path}:{number}", record)
+        yield SourceRow(f"{path}:{number}", record, number)
 
 
 def read_table(path: Path, required: Sequence[str], *, delimiter: str = ",") -> Iterator[SourceRow]:

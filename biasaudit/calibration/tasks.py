@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import random
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from biasaudit.calibration.prompt import ICLPrompt
-from biasaudit.datasets import content_lines, default_data_dir, read_text
+from biasaudit.datasets import content_lines, default_data_dir, read_jsonl, read_text
 from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.probes import load_probe
 
@@ -263,18 +262,14 @@ def _read_trec_lines(path: Path) -> Iterator[Row]:
 
 def _read_superglue_jsonl(path: Path) -> Iterator[Row]:
     """One JSON object per line with string ``premise``, ``hypothesis`` and ``label``."""
-    for number, line in content_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise DatasetFormatError(f"{path}:{number}: expected a JSON object")
+    for row in read_jsonl(path):
+        record = row.fields
         for key in ("premise", "hypothesis", "label"):
             if not isinstance(record.get(key), str):
-                raise DatasetFormatError(f"{path}:{number}: field {key!r} missing or not a string")
+                row.fail(f"field {key!r} missing or not a string")
+        assert row.line is not None
         yield (
-            number,
+            row.line,
             record["label"],
             {"premise": record["premise"].strip(), "hypothesis": record["hypothesis"].strip()},
         )

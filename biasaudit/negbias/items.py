@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from biasaudit.datasets import content_lines
+from biasaudit.datasets import read_jsonl
 from biasaudit.errors import DatasetFormatError
 
 Subset = Literal["correct", "incorrect", "insufficient"]
@@ -131,18 +131,11 @@ def load_items(path: str | Path) -> list[YesNoItem]:
     src = Path(path)
     items: list[YesNoItem] = []
     seen: dict[str, int] = {}
-    for number, line in content_lines(src):
-        where = f"{src}:{number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{where}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(data, dict):
-            raise DatasetFormatError(f"{where}: expected a JSON object")
-        item = YesNoItem.from_dict(data, where)
+    for row in read_jsonl(src):
+        item = YesNoItem.from_dict(dict(row.fields), row.where)
         if item.id in seen:
-            raise DatasetFormatError(f"{where}: duplicate id {item.id!r} (first at line {seen[item.id]})")
-        seen[item.id] = number
+            row.fail(f"duplicate id {item.id!r} (first at line {seen[item.id]})")
+        seen[item.id] = row.line or 0
         items.append(item)
     if not items:
         raise DatasetFormatError(f"{src}: the set is empty")
