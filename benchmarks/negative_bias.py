@@ -45,7 +45,7 @@ from machine import machine_info  # benchmarks/machine.py (scripts run from benc
 from rich.console import Console
 
 from biasaudit.backend.hf import HFBackend
-from biasaudit.cli_negbias import kind_table, results_table
+from biasaudit.cli.negbias import kind_table, results_table
 from biasaudit.jsonio import read_json, write_json_atomic
 from biasaudit.negbias.audit import NegBiasAuditConfig, run_negbias
 from biasaudit.negbias.evaluate import ScenarioPrediction, score_predictions

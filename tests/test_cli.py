@@ -62,7 +62,7 @@ def test_audit_rejects_bad_batch_size_and_unknown_suite(tmp_path):
 def test_parse_layers_forms():
     import typer
 
-    from biasaudit.cli_common import parse_layers
+    from biasaudit.cli.common import parse_layers
 
     assert parse_layers("all", 4) == [1, 2, 3, 4]
     assert parse_layers("1, 3-4,-1", 30) == [1, 3, 4, 30]

@@ -3,7 +3,7 @@
 ``BackendSpec`` is everything a command needs to build its backend: the model (``default``, a folder,
 a ``.gguf`` file or a hub id), the backend kind (``hf`` for text models, ``vlm`` for image-text
 models), ``model_args`` in lm-evaluation-harness syntax, the device and the batch size. Every CLI
-command takes the same options (``biasaudit/cli_common.py``) and calls ``load_backend(spec)``, so a
+command takes the same options (``biasaudit/cli/common.py``) and calls ``load_backend(spec)``, so a
 revision, an adapter or a device map works the same everywhere.
 
 ``model_args`` is a comma-separated ``key=value`` list, as lm-eval's ``--model_args``::

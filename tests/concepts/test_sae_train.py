@@ -183,7 +183,7 @@ def test_config_round_trips_through_json_and_is_validated():
 
 
 def test_cli_trains_on_a_local_model_folder(tmp_path, tiny_model, tokenizer):
-    from biasaudit.cli_sae import sae_app
+    from biasaudit.cli.sae import sae_app
 
     model_dir = tmp_path / "tiny"
     tiny_model.save_pretrained(model_dir)

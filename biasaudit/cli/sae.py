@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from biasaudit.cli_common import (
+from biasaudit.cli.common import (
     BatchSizeOption,
     DeviceOption,
     DtypeOption,

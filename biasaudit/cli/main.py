@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from biasaudit import __version__
-from biasaudit.cli_common import (
+from biasaudit.cli.common import (
     BatchSizeOption,
     DeviceOption,
     DtypeOption,
@@ -247,10 +247,10 @@ def calibrate(
 
 
 def _register_subcommands() -> None:
-    from biasaudit.cli_concepts import concepts_app
-    from biasaudit.cli_lvlm import lvlm
-    from biasaudit.cli_negbias import negbias_app
-    from biasaudit.cli_sae import sae_app
+    from biasaudit.cli.concepts import concepts_app
+    from biasaudit.cli.lvlm import lvlm
+    from biasaudit.cli.negbias import negbias_app
+    from biasaudit.cli.sae import sae_app
 
     app.add_typer(concepts_app, name="concepts")
     app.add_typer(sae_app, name="sae")

@@ -1,0 +1,5 @@
+"""``python -m biasaudit.cli``: the same as the ``biasaudit`` command."""
+
+from biasaudit.cli.main import app
+
+app()
