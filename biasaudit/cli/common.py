@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -11,6 +14,7 @@ from rich.markup import escape
 
 from biasaudit.backend.batching import BatchSize
 from biasaudit.backend.spec import MODEL_ARGS, BackendSpec
+from biasaudit.errors import BiasAuditError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -85,23 +89,51 @@ TrustRemoteCodeOption = Annotated[
 ]
 
 
-def backend_spec(
-    model: str,
-    *,
-    model_args: str | None,
-    device: str | None,
-    dtype: str | None,
-    batch_size: str,
-    trust_remote_code: bool,
-    backend: str = "hf",
-) -> BackendSpec:
-    """The ``BackendSpec`` of a command's model options (raises ``ConfigError`` on a bad key or value)."""
-    return BackendSpec.parse(
-        model,
-        model_args=model_args,
-        backend=backend,
-        device=device,
-        batch_size=parse_batch_size(batch_size),
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-    )
+_MODEL_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("model_args", ModelArgsOption, None),
+    ("device", DeviceOption, None),
+    ("dtype", DtypeOption, None),
+    ("batch_size", BatchSizeOption, "auto"),
+    ("trust_remote_code", TrustRemoteCodeOption, False),
+)
+
+
+def with_model_options(backend: str = "hf") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared model options; it receives them as one ``spec: BackendSpec``.
+
+    The command declares its ``model`` argument and a ``spec`` parameter; the decorator shows typer the
+    five model options instead of ``spec`` (so every command lists the same options, in the same
+    panel) and builds the spec before the command body runs, so a bad ``--model_args`` key exits with
+    code 2 before any data is read or weights load.
+    """
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for name, p in signature.parameters.items() if name != "spec"]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+            for name, annotation, default in _MODEL_OPTIONS
+        ]
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            options = {name: kwargs.pop(name) for name, _, _ in _MODEL_OPTIONS}
+            try:
+                spec = BackendSpec.parse(
+                    kwargs["model"],
+                    model_args=options["model_args"],
+                    backend=backend,
+                    device=options["device"],
+                    batch_size=parse_batch_size(options["batch_size"]),
+                    dtype=options["dtype"],
+                    trust_remote_code=options["trust_remote_code"],
+                )
+            except BiasAuditError as exc:
+                raise fail(exc) from exc
+            return command(spec=spec, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in own + added}
+        return run
+
+    return decorate

@@ -9,18 +9,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from biasaudit.backend.spec import BackendSpec
 from biasaudit.cli.common import (
-    BatchSizeOption,
-    DeviceOption,
-    DtypeOption,
-    ModelArgsOption,
     ModelArgument,
-    TrustRemoteCodeOption,
-    backend_spec,
     console,
     err_console,
     fail,
     parse_layers,
+    with_model_options,
 )
 from biasaudit.errors import BiasAuditError
 
@@ -55,6 +51,7 @@ def _concept_files(values: list[str]) -> dict[str, str]:
 
 
 @concepts_app.command()
+@with_model_options()
 def extract(
     model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", help="Output folder (CAVs, metrics, examples).")],
@@ -80,25 +77,14 @@ def extract(
     repeats: Annotated[int, typer.Option(help="Generic resamples per CAV (stability).")] = 10,
     folds: Annotated[int, typer.Option(help="Folds for held-out accuracy.")] = 5,
     seed: Annotated[int, typer.Option()] = 0,
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Fit a CAV per concept and layer; write cavs.safetensors, concepts.json and the examples used."""
     from biasaudit.backend.spec import load_backend
     from biasaudit.concepts.extract import ConceptExtractionConfig, ConceptExtractor
 
     try:
-        spec = backend_spec(
-            model,
-            model_args=model_args,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
         groups = [g.strip() for value in concepts for g in value.split(",") if g.strip()]
         with err_console.status(f"loading model {model!r}"):
             backend = load_backend(spec)

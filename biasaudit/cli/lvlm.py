@@ -10,15 +10,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from biasaudit.backend.spec import BackendSpec
 from biasaudit.cli.common import (
-    BatchSizeOption,
-    DeviceOption,
-    DtypeOption,
-    ModelArgsOption,
-    TrustRemoteCodeOption,
-    backend_spec,
     console,
     fail,
+    with_model_options,
 )
 from biasaudit.errors import BiasAuditError
 
@@ -34,6 +30,7 @@ def _with_ci(metrics: dict, name: str, digits: int) -> str:
     return f"{value:.{digits}f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
 
 
+@with_model_options(backend="vlm")
 def lvlm(
     model: Annotated[str, typer.Argument(help="A local vision-language model folder or a hub id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
@@ -68,11 +65,8 @@ def lvlm(
     save_probe: Annotated[bool, typer.Option("--save-probe", help="Also save the probe's images under OUT/probe.")] = (
         False
     ),
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Measure MODEL's language prior on a procedural POPE-style probe, with and without each mitigation."""
     from biasaudit.backend.spec import load_backend
@@ -82,10 +76,6 @@ def lvlm(
     from biasaudit.lvlm.report import format_change, render_html, render_markdown
 
     try:
-        spec = backend_spec(
-            model, model_args=model_args, device=device, dtype=dtype, batch_size=batch_size,
-            trust_remote_code=trust_remote_code, backend="vlm",
-        )  # fmt: skip
         evaluator = LVLMEvaluator(
             mitigations=_split(mitigations), references=_split(references), posthoc_mode=posthoc_mode,
             posthoc_epsilon=posthoc_epsilon, alpha=alpha, beta=beta, max_new_tokens=max_new_tokens, seed=seed,

@@ -15,17 +15,13 @@ import typer
 from rich.table import Table
 
 from biasaudit import __version__
+from biasaudit.backend.spec import BackendSpec
 from biasaudit.cli.common import (
-    BatchSizeOption,
-    DeviceOption,
-    DtypeOption,
-    ModelArgsOption,
     ModelArgument,
-    TrustRemoteCodeOption,
-    backend_spec,
     console,
     err_console,
     fail,
+    with_model_options,
 )
 from biasaudit.errors import BiasAuditError
 
@@ -87,6 +83,7 @@ def suites() -> None:
 
 
 @app.command()
+@with_model_options()
 def audit(
     model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
@@ -108,25 +105,15 @@ def audit(
         str | None,
         typer.Option("--sae", help="SAE folder or sae-lens release: biaslens also scores in SAE-latent space."),
     ] = None,
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
     from biasaudit.audit import RunConfig, run_audit
 
     try:
         config = RunConfig(
-            backend=backend_spec(
-                model,
-                model_args=model_args,
-                device=device,
-                dtype=dtype,
-                batch_size=batch_size,
-                trust_remote_code=trust_remote_code,
-            ),
+            backend=spec,
             suites=[s.strip() for s in suite.split(",") if s.strip()] if suite else [],
             limit=limit,
             seed=seed,
@@ -197,6 +184,7 @@ def _negbias_headline(result: dict) -> str:
 
 
 @app.command()
+@with_model_options()
 def calibrate(
     model: ModelArgument,
     task: Annotated[str, typer.Option("--task", help="sst2, agnews, trec, cb, rte, or a task YAML path.")],
@@ -206,11 +194,8 @@ def calibrate(
     seed: Annotated[int, typer.Option(help="Seed of the demonstrations (and of DC's sampling).")] = 0,
     n_unlabeled: Annotated[int, typer.Option(min=1, help="Unlabeled inputs for DC/BC, from the train pool.")] = 500,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of public datasets.")] = None,
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Fit a label prior for a few-shot TASK prompt and save it (with the prompt) for inference code."""
     from biasaudit.backend.spec import load_backend
@@ -218,31 +203,23 @@ def calibrate(
     from biasaudit.calibration.tasks import load_split, load_task, sample_demonstrations
 
     try:
-        model_spec = backend_spec(
-            model,
-            model_args=model_args,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
         klass = PriorCalibrator.registry.get(method)
         if klass is None:
             raise ValueError(f"unknown method {method!r}; choose from {sorted(PriorCalibrator.registry)}")
-        spec = load_task(task)
-        train = load_split(spec, "train", data_dir)
+        icl_task = load_task(task)
+        train = load_split(icl_task, "train", data_dir)
         demos = sample_demonstrations(train, shots, seed)
         pool = [ex.fields for ex in train if ex not in demos][:n_unlabeled]
-        prompt = spec.icl_prompt(demos)
+        prompt = icl_task.icl_prompt(demos)
         with err_console.status(f"loading model {model!r}"):
-            backend = load_backend(model_spec)
+            backend = load_backend(spec)
         calibrator = klass(seed=seed) if method == "dc" else klass()  # type: ignore[call-arg]
         calibrator.fit(backend, prompt, pool)
         calibrator.save(out)
     except (BiasAuditError, ValueError) as exc:
         raise fail(exc) from exc
     prior = ", ".join(f"{label.strip()}={p:.3f}" for label, p in zip(prompt.labels, calibrator.prior_, strict=True))
-    console.print(f"{method} prior for {spec.name} ({shots}-shot, seed {seed}): {prior}")
+    console.print(f"{method} prior for {icl_task.name} ({shots}-shot, seed {seed}): {prior}")
     console.print(f"prior: {os.path.abspath(out)}")
 
 

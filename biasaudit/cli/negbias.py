@@ -10,17 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from biasaudit.backend.spec import BackendSpec
 from biasaudit.cli.common import (
-    BatchSizeOption,
-    DeviceOption,
-    DtypeOption,
-    ModelArgsOption,
     ModelArgument,
-    TrustRemoteCodeOption,
-    backend_spec,
     console,
     err_console,
     fail,
+    with_model_options,
 )
 from biasaudit.errors import BiasAuditError
 
@@ -37,6 +33,7 @@ def negbias() -> None:
 
 
 @negbias_app.command()
+@with_model_options()
 def build(
     model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="The set to write (JSONL); a .build.json goes beside it.")],
@@ -58,11 +55,8 @@ def build(
         str, typer.Option(help="'model_wrong_first' (the model's own wrong answer, else a distractor) or 'distractor'.")
     ] = "model_wrong_first",
     seed: Annotated[int, typer.Option(help="Seed for sampling, distractors and balancing.")] = 0,
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Probe what MODEL knows and write a balanced yes/no set split into correct / incorrect /
     insufficient knowledge (with no --qa/--yesno: the shipped fact set)."""
@@ -74,14 +68,6 @@ def build(
 
     config = NegBiasSetConfig(k=k, temperature=temperature, min_agree=min_agree, negatives=negatives, seed=seed)
     try:
-        spec = backend_spec(
-            model,
-            model_args=model_args,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
         config.validate()
         qa_sources, questions, native = load_inputs(qa or [], yesno or [], limit)
         backend = load_backend(spec)
@@ -106,6 +92,7 @@ def build(
 
 
 @negbias_app.command("eval")
+@with_model_options()
 def evaluate(
     model: ModelArgument,
     set_path: Annotated[Path, typer.Option("--set", help="A set written by `biasaudit negbias build`.")],
@@ -120,11 +107,8 @@ def evaluate(
     chat_template: Annotated[
         bool, typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template.")
     ] = False,
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Measure negative bias of MODEL on a set: metrics per knowledge subset x prompt scenario."""
     from biasaudit.backend.spec import load_backend
@@ -136,14 +120,6 @@ def evaluate(
     if scenarios:
         kwargs["scenarios"] = tuple(s.strip() for s in scenarios.split(",") if s.strip())
     try:
-        spec = backend_spec(
-            model,
-            model_args=model_args,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
         items = load_items(set_path)
         evaluator = NegBiasEvaluator(**kwargs)
         backend = load_backend(spec)

@@ -10,17 +10,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from biasaudit.backend.spec import BackendSpec
 from biasaudit.cli.common import (
-    BatchSizeOption,
-    DeviceOption,
-    DtypeOption,
-    ModelArgsOption,
     ModelArgument,
-    TrustRemoteCodeOption,
-    backend_spec,
     console,
     err_console,
     fail,
+    with_model_options,
 )
 from biasaudit.errors import BiasAuditError
 
@@ -46,6 +42,7 @@ def read_corpus(paths: list[Path], text_field: str = "text") -> Iterator[str]:
 
 
 @sae_app.command()
+@with_model_options()
 def train(
     model: ModelArgument,
     layer: Annotated[int, typer.Option("--layer", min=0, help="Layer: 0 = embeddings, l = output of block l.")],
@@ -69,25 +66,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue an interrupted run in --out (default).")
     ] = True,
-    model_args: ModelArgsOption = None,
-    device: DeviceOption = None,
-    dtype: DtypeOption = None,
-    batch_size: BatchSizeOption = "auto",
-    trust_remote_code: TrustRemoteCodeOption = False,
+    *,
+    spec: BackendSpec,
 ) -> None:
     """Train a TopK SAE on LAYER of MODEL; writes OUT (loadable with sae-lens's SAE.load_from_disk)."""
     from biasaudit.backend.spec import load_backend
     from biasaudit.concepts.sae_train import SAETrainingConfig, train_sae
 
     try:
-        spec = backend_spec(
-            model,
-            model_args=model_args,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
         with err_console.status(f"loading model {model!r}"):
             backend = load_backend(spec)
         config = SAETrainingConfig(
