@@ -43,7 +43,7 @@ class ImageReadError(BiasAuditError, ValueError):
     """An image file that is missing, truncated or not an image."""
 
 
-class ConfigError(BiasAuditError, ValueError):
+class ConfigError(InvalidRequestError):
     """A configuration names an unknown key or gives a key a value of the wrong kind."""
 
 

@@ -38,11 +38,15 @@ def read_json(path: Path) -> Any | None:
 
 
 def dataclass_from_dict(cls: type[T], data: dict[str, Any], what: str) -> T:
-    """``cls(**data)`` for a config dataclass, refusing unknown keys with a message naming ``what``."""
-    from biasaudit.errors import InvalidRequestError
+    """``cls(**data)`` for a config dataclass, refusing unknown keys with a message naming ``what``.
+
+    The one way every config in the package is read back from JSON: an unknown key is a ``ConfigError``
+    that names the key and the allowed ones.
+    """
+    from biasaudit.errors import ConfigError
 
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise InvalidRequestError(f"unknown {what} field(s) {unknown}; allowed: {sorted(names)}")
+        raise ConfigError(f"unknown {what} field(s) {unknown}; allowed: {sorted(names)}")
     return cls(**data)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from biasaudit.backend.spec import BackendSpec
-from biasaudit.errors import ConfigError
+from biasaudit.jsonio import dataclass_from_dict
 
 
 @dataclass
@@ -37,14 +37,10 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown run-config field(s) {unknown}; allowed: {sorted(names)}")
         data = dict(data)
         if isinstance(data.get("backend"), dict):
             data["backend"] = BackendSpec.from_dict(data["backend"])
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "run-config")
 
     @property
     def model(self) -> str:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from biasaudit.backend.batching import BatchSize
 from biasaudit.errors import ConfigError
+from biasaudit.jsonio import dataclass_from_dict
 
 if TYPE_CHECKING:
     from biasaudit.models import LoadOptions
@@ -194,11 +195,7 @@ class BackendSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackendSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown backend-spec field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "backend-spec")
 
 
 def load_backend(spec: BackendSpec, **backend_kwargs: Any) -> Any:

@@ -41,6 +41,7 @@ from biasaudit.calibration.label_bias import (
 )
 from biasaudit.calibration.prompt import ICLPrompt
 from biasaudit.calibration.tasks import ICLTask, load_split, load_task, sample_demonstrations, sample_test
+from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.progress import progress_bar
 
 TASKS = ("sst2", "agnews", "trec", "cb", "rte")
@@ -71,7 +72,7 @@ class ICLEvalConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ICLEvalConfig:
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "ICL evaluation config")
 
 
 def make_calibrator(method: str, seed: int = 0) -> PriorCalibrator:

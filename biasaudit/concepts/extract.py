@@ -34,7 +34,7 @@ from biasaudit.concepts.sources import (
     generic_examples,
 )
 from biasaudit.errors import InvalidRequestError, TooFewExamplesError
-from biasaudit.jsonio import read_json, write_json_atomic
+from biasaudit.jsonio import dataclass_from_dict, read_json, write_json_atomic
 from biasaudit.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class ConceptExtractionConfig:
     def from_dict(cls, data: dict[str, Any]) -> ConceptExtractionConfig:
         data = dict(data)
         data["generation"] = GenerationConfig.from_dict(data.get("generation", {}))
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "concept extraction config")
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from biasaudit.concepts.sae import SAETrainingError
+from biasaudit.jsonio import dataclass_from_dict
 
 
 @dataclass
@@ -54,11 +55,7 @@ class SAETrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAETrainingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise SAETrainingError(f"unknown SAE training config fields {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "SAE training config")
 
     @property
     def total_steps(self) -> int:

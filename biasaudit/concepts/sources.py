@@ -30,7 +30,7 @@ from biasaudit.backend.protocol import Backend
 from biasaudit.concepts.definition import PLACEHOLDER, ConceptGroup, ConceptSpec, load_concept_group
 from biasaudit.concepts.text_filters import first_sentence, near_duplicates, reject_reason
 from biasaudit.errors import InvalidRequestError
-from biasaudit.jsonio import write_json_atomic
+from biasaudit.jsonio import dataclass_from_dict, write_json_atomic
 
 Source = Literal["auto", "templates", "generated"]
 
@@ -123,7 +123,7 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "generation config")
 
 
 # ---------------------------------------------------------------------------- templates

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from biasaudit.backend.protocol import Backend
+from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.negbias.builder import NegBiasSetBuilder, NegBiasSetConfig
 from biasaudit.negbias.evaluate import NegBiasEvaluator
 from biasaudit.negbias.sources import load_inputs
@@ -33,7 +34,7 @@ class NegBiasAuditConfig:
     def from_dict(cls, data: dict[str, Any]) -> NegBiasAuditConfig:
         values = dict(data)
         values["build"] = NegBiasSetConfig.from_dict(values.get("build", {}))
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "negbias audit config")
 
 
 def run_negbias(

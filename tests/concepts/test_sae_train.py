@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from biasaudit.backend.protocol import TokenStates
 from biasaudit.concepts.sae import SAETrainingError, encode, load_sae
 from biasaudit.concepts.sae_train import SAETrainingConfig, SAETrainingReport, extract_activations, train_sae
+from biasaudit.errors import ConfigError
 
 WORDS, PLACES = ("nurse", "farmer", "teacher", "pilot", "baker"), ("river", "market", "school")
 TEXTS = [
@@ -176,7 +177,7 @@ def test_config_round_trips_through_json_and_is_validated():
     assert resolved.d_sae == 256 and resolved.lr_end == 1e-5 and resolved.lr_warmup_steps == 5
     assert resolved.lr_decay_steps == 19 and resolved.dead_feature_window == 50
     assert SAETrainingConfig.from_dict(resolved.to_dict()) == resolved
-    with pytest.raises(SAETrainingError, match="unknown SAE training config fields"):
+    with pytest.raises(ConfigError, match=r"unknown SAE training config field\(s\)"):
         SAETrainingConfig.from_dict({"layer": 1, "k_sparsity": 3})
     with pytest.raises(SAETrainingError, match="k=999"):
         SAETrainingConfig(layer=1, d_sae=64, k=999).resolved(64)
