@@ -8,7 +8,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from biasaudit.audit.store import DEFAULT_CHUNK_SIZE
 from biasaudit.backend.spec import BackendSpec
+from biasaudit.errors import ConfigError
 from biasaudit.jsonio import dataclass_from_dict
 
 
@@ -21,7 +23,9 @@ class RunConfig:
     (lm-evaluation-harness's ``--limit``), for quick runs. ``data_dir`` holds public datasets
     (default: ``$BIASAUDIT_DATA`` or ``shared/data`` beside the checkout); suites that need them
     report themselves skipped, with the reason, when it is absent. ``sae`` (a folder or sae-lens
-    release) adds the SAE-latent space to the ``biaslens`` suite.
+    release) adds the SAE-latent space to the ``biaslens`` suite. ``log_samples`` writes every request
+    and result of each suite to ``samples/<suite>.jsonl``; ``request_chunk`` is the number of requests
+    per stored unit of the run's request store (``audit/store.py``).
     """
 
     backend: BackendSpec = field(default_factory=BackendSpec)
@@ -31,6 +35,12 @@ class RunConfig:
     apply_chat_template: bool = False
     data_dir: str | None = None
     sae: str | None = None
+    log_samples: bool = False
+    request_chunk: int = DEFAULT_CHUNK_SIZE
+
+    def __post_init__(self) -> None:
+        if self.request_chunk < 1:
+            raise ConfigError(f"request_chunk must be at least 1, got {self.request_chunk}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,5 +80,6 @@ class RunConfig:
             "apply_chat_template": self.apply_chat_template,
             "data_dir": self.data_dir,
             "sae": self.sae if suite == "biaslens" else None,
+            "request_chunk": self.request_chunk,
         }
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

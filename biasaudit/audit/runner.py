@@ -3,7 +3,9 @@
 Each finished suite is saved at once to ``<out>/suites/<name>.json`` with a fingerprint of the
 settings that shaped it and of the loaded weights (``backend_identity``). A re-run with the same
 settings and weights reuses those files, so an interrupted audit continues where it stopped;
-``force=True`` recomputes. Nothing is written outside ``out``.
+``force=True`` recomputes. Within a suite, scored requests are stored in chunks as they finish
+(``audit/store.py``), so a suite killed half-way recomputes only the chunks in flight. Nothing is
+written outside ``out``.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from rich.console import Console
 
 from biasaudit import __version__
 from biasaudit.audit.config import RunConfig
+from biasaudit.audit.store import STORE_FILE, RequestStore, StoredBackend
 from biasaudit.audit.suites import resolve_suites
 from biasaudit.backend.protocol import Backend
 from biasaudit.backend.spec import load_backend
-from biasaudit.jsonio import read_json, write_json_atomic
+from biasaudit.jsonio import read_json, remove_stale_temporaries, write_json_atomic, write_jsonl_atomic
 
 
 def _environment() -> dict[str, Any]:
@@ -77,32 +80,51 @@ def run_audit(
     if backend is None:
         with console.status(f"loading model {config.model!r}"):
             backend = load_backend(config.backend)
-    results: dict[str, Any] = {}
+    if out.is_dir():
+        remove_stale_temporaries(out)
+    if force:
+        (out / STORE_FILE).unlink(missing_ok=True)
     identity = backend_identity(backend)
-    for i, suite in enumerate(suites, 1):
-        fingerprint = config.suite_fingerprint(suite.name, identity)
-        path = suite_dir / f"{suite.name}.json"
-        cached = None if force else read_json(path)
-        if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
-            console.print(f"[{i}/{len(suites)}] {suite.name}: reusing {path}")
-            results[suite.name] = cached
-            continue
-        console.print(f"[{i}/{len(suites)}] {suite.name}: {suite.description}")
-        started = time.perf_counter()
-        result = suite.run(backend, config)
-        entry = {
-            "fingerprint": fingerprint,
-            "seconds": round(time.perf_counter() - started, 2),
-            "result": result,
-        }
-        write_json_atomic(path, entry)
-        results[suite.name] = entry
+    store = RequestStore(out / STORE_FILE)
+    stored = StoredBackend(backend, store, identity, config.request_chunk)
+    results: dict[str, Any] = {}
+    try:
+        for i, suite in enumerate(suites, 1):
+            fingerprint = config.suite_fingerprint(suite.name, identity)
+            path = suite_dir / f"{suite.name}.json"
+            samples_path = out / "samples" / f"{suite.name}.jsonl"
+            cached = None if force else read_json(path)
+            if (
+                isinstance(cached, dict)
+                and cached.get("fingerprint") == fingerprint
+                and (samples_path.is_file() or not config.log_samples)
+            ):
+                console.print(f"[{i}/{len(suites)}] {suite.name}: reusing {path}")
+                results[suite.name] = cached
+                continue
+            console.print(f"[{i}/{len(suites)}] {suite.name}: {suite.description}")
+            started = time.perf_counter()
+            stored.take_samples()
+            result = suite.run(stored, config)  # type: ignore[arg-type]  # StoredBackend delegates the rest
+            samples = stored.take_samples()
+            if config.log_samples:
+                write_jsonl_atomic(samples_path, samples)
+            entry = {
+                "fingerprint": fingerprint,
+                "seconds": round(time.perf_counter() - started, 2),
+                "result": result,
+            }
+            write_json_atomic(path, entry)
+            results[suite.name] = entry
+    finally:
+        store.close()
     document = {
         "biasaudit_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(),
         "model": _model_info(backend),
         "environment": _environment(),
+        "requests": {"chunks_reused": stored.reused, "chunks_computed": stored.computed},
         "suites": results,
     }
     results_path = out / "results.json"

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from biasaudit import __version__
+from biasaudit.audit.store import DEFAULT_CHUNK_SIZE
 from biasaudit.backend.spec import BackendSpec
 from biasaudit.cli.common import (
     ModelArgument,
@@ -98,6 +99,17 @@ def audit(
         typer.Option("--chat-template/--no-chat-template", help="Wrap prompts in the model's chat template."),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Recompute suites already saved in --out.")] = False,
+    log_samples: Annotated[
+        bool, typer.Option("--log-samples", help="Write every request and result to OUT/samples/<suite>.jsonl.")
+    ] = False,
+    request_chunk: Annotated[
+        int,
+        typer.Option(
+            "--request-chunk",
+            min=1,
+            help="Requests per stored unit: a killed run recomputes at most one unit per call in flight.",
+        ),
+    ] = DEFAULT_CHUNK_SIZE,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Folder of public datasets (default: $BIASAUDIT_DATA).")
     ] = None,
@@ -120,6 +132,8 @@ def audit(
             apply_chat_template=chat_template,
             data_dir=str(data_dir) if data_dir else None,
             sae=sae,
+            log_samples=log_samples,
+            request_chunk=request_chunk,
         )
         path = run_audit(config, out, force=force, console=err_console)
     except (BiasAuditError, ValueError) as exc:
