@@ -118,3 +118,44 @@ def softmax_rows(log_probs: np.ndarray) -> np.ndarray:
     log_probs = np.asarray(log_probs, dtype=np.float64)
     shifted = log_probs - log_probs.max(axis=-1, keepdims=True)
     return renormalise(np.exp(shifted))
+
+
+Demonstration = tuple[Query, int | str]
+
+
+def build_icl_prompt(
+    template: str,
+    labels: Sequence[str],
+    demonstrations: Sequence[Demonstration] = (),
+    *,
+    instruction: str = "",
+    separator: str = "\n\n",
+    label_prefix: str = " ",
+    mode: LabelMode = "first_token",
+    length_normalize: bool = False,
+    apply_chat_template: bool = False,
+) -> ICLPrompt:
+    """Turn a demonstration template, label words and demonstrations into an ``ICLPrompt``."""
+    if "{label}" not in template:
+        raise InvalidRequestError(f"the template {template!r} has no {{label}} placeholder")
+    query_template = template[: template.index("{label}")].rstrip(" ")
+    words = list(labels)
+    shown = []
+    for fields, label in demonstrations:
+        word = words[label] if isinstance(label, int) else label
+        if word not in words:
+            raise InvalidRequestError(f"demonstration label {label!r} is not one of {words}")
+        values = {"text": fields} if isinstance(fields, str) else dict(fields)
+        try:
+            shown.append(template.replace("{label}", word).format(**values))
+        except KeyError as exc:
+            raise InvalidRequestError(f"a demonstration lacks the template field {exc}") from None
+    prefix = (instruction + separator if instruction else "") + "".join(d + separator for d in shown)
+    return ICLPrompt(
+        query_template=query_template,
+        labels=tuple(label_prefix + w for w in words),
+        prefix=prefix,
+        mode=mode,
+        length_normalize=length_normalize,
+        apply_chat_template=apply_chat_template,
+    )

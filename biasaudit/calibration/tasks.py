@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from biasaudit.calibration.prompt import ICLPrompt
+from biasaudit.calibration.prompt import ICLPrompt, build_icl_prompt
 from biasaudit.datasets import content_lines, default_data_dir, read_jsonl, read_text
 from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.probes import load_probe
@@ -180,8 +180,6 @@ class ICLTask:
         Built by ``build_icl_prompt``, the one place that turns a template and demonstrations into a
         prompt, so a task prompt and a hand-written ``ICLClassifier`` prompt cannot drift apart.
         """
-        from biasaudit.calibration.classifier import build_icl_prompt
-
         return build_icl_prompt(
             self.template,
             self.label_words,

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from biasaudit.calibration import ContextualCalibrator, DomainContextCalibrator, NoCalibration, PriorMismatchError
-from biasaudit.calibration.classifier import ICLClassifier, build_icl_prompt
+from biasaudit.calibration.classifier import ICLClassifier
 from biasaudit.calibration.logits_processor import LabelPriorLogitsProcessor
+from biasaudit.calibration.prompt import build_icl_prompt
 from biasaudit.errors import InvalidRequestError, LabelCollisionError
 
 TEMPLATE = "Review: {text}\nSentiment: {label}"
