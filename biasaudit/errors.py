@@ -16,7 +16,8 @@ class HubUnreachableError(ModelNotFoundError):
 
 
 class InvalidRequestError(BiasAuditError, ValueError):
-    """A request to the backend is malformed (empty list, empty label, bad layer index...)."""
+    """A request or argument is malformed: an empty list, an empty label, a bad layer index, a parameter
+    out of range, inputs of mismatched shapes. The CLI reports it in one line and exits with code 2."""
 
 
 class LabelCollisionError(InvalidRequestError):

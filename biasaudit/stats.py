@@ -23,12 +23,14 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats as sps
 
+from biasaudit.errors import InvalidRequestError
+
 BootstrapMethod = Literal["BCa", "percentile", "basic"]
 
 
 def _z(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+        raise InvalidRequestError(f"confidence must lie strictly between 0 and 1, got {confidence}")
     return float(sps.norm.ppf(0.5 + confidence / 2.0))
 
 
@@ -39,9 +41,9 @@ def wilson_interval(successes: float, n: float, *, confidence: float = 0.95) -> 
     it equals ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")``.
     """
     if not n > 0:
-        raise ValueError(f"a proportion needs n > 0, got {n}")
+        raise InvalidRequestError(f"a proportion needs n > 0, got {n}")
     if not 0.0 <= successes <= n:
-        raise ValueError(f"successes must lie in [0, n], got {successes} of {n}")
+        raise InvalidRequestError(f"successes must lie in [0, n], got {successes} of {n}")
     z = _z(confidence)
     p = successes / n
     denom = 1.0 + z * z / n
@@ -63,7 +65,7 @@ def paired_difference_interval(
     """
     a, b, c, d = (float(x) for x in (both, first_only, second_only, neither))
     if min(a, b, c, d) < 0:
-        raise ValueError(f"counts must be non-negative, got {(a, b, c, d)}")
+        raise InvalidRequestError(f"counts must be non-negative, got {(a, b, c, d)}")
     n = a + b + c + d
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = wilson_interval(a + b, n, confidence=confidence)
@@ -105,7 +107,7 @@ def effective_sample_size(
     n = len(values)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != values.shape or (n and (w.min() < 0 or w.sum() <= 0)):
-        raise ValueError("weights must be (n,) non-negative numbers with a positive sum, like values")
+        raise InvalidRequestError("weights must be (n,) non-negative numbers with a positive sum, like values")
     if n < 2:
         return float(n)
     kish = float(w.sum() ** 2 / (w @ w))
@@ -114,10 +116,10 @@ def effective_sample_size(
     else:
         labels = np.unique(np.asarray(clusters), return_inverse=True)[1].reshape(-1)
         if len(labels) != n:
-            raise ValueError(f"clusters must label every value: {len(labels)} labels for {n} values")
+            raise InvalidRequestError(f"clusters must label every value: {len(labels)} labels for {n} values")
     n_clusters = int(labels.max()) + 1
     if n_clusters < 2:
-        raise ValueError("a clustered interval needs at least 2 clusters, got 1")
+        raise InvalidRequestError("a clustered interval needs at least 2 clusters, got 1")
     if weights is None and n_clusters == n:
         return float(n)
     mean = float(w @ values / w.sum())
@@ -159,13 +161,13 @@ def bootstrap_ci(
     """
     values = np.asarray(values)
     if len(values) < 2:
-        raise ValueError(f"a bootstrap interval needs at least 2 values, got {len(values)}")
+        raise InvalidRequestError(f"a bootstrap interval needs at least 2 values, got {len(values)}")
     if clusters is not None:
         labels, inverse = np.unique(np.asarray(clusters), return_inverse=True)
         if len(inverse) != len(values):
-            raise ValueError(f"clusters must label every row: {len(inverse)} labels for {len(values)} rows")
+            raise InvalidRequestError(f"clusters must label every row: {len(inverse)} labels for {len(values)} rows")
         if len(labels) < 2:
-            raise ValueError("a cluster bootstrap needs at least 2 clusters, got 1")
+            raise InvalidRequestError("a cluster bootstrap needs at least 2 clusters, got 1")
         members = [np.flatnonzero(inverse == k) for k in range(len(labels))]
 
         def on_units(units: np.ndarray) -> float:
@@ -231,7 +233,9 @@ def rank_correlation(x: np.ndarray, y: np.ndarray, *, confidence: float = 0.95) 
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     n = len(xs)
     if n != len(ys) or n < 3:
-        raise ValueError(f"rank correlation needs at least 3 pairs of equal length, got {len(xs)} and {len(ys)}")
+        raise InvalidRequestError(
+            f"rank correlation needs at least 3 pairs of equal length, got {len(xs)} and {len(ys)}"
+        )
     # Spearman's rho is Pearson's r of the ranks; ranking once lets the permutations run vectorised.
     rx, ry = sps.rankdata(xs), sps.rankdata(ys)
     ry = (ry - ry.mean()) / np.linalg.norm(ry - ry.mean())
@@ -276,7 +280,7 @@ class Estimate:
     def scaled(self, factor: float, offset: float = 0.0) -> Estimate:
         """The same estimate of ``factor · x + offset`` (factor > 0), e.g. BBQ's s_DIS = 2 · share − 1."""
         if factor <= 0:
-            raise ValueError(f"factor must be positive, got {factor}")
+            raise InvalidRequestError(f"factor must be positive, got {factor}")
         value = None if self.value is None else factor * self.value + offset
         ci95 = None if self.ci95 is None else (factor * self.ci95[0] + offset, factor * self.ci95[1] + offset)
         return Estimate(value, ci95, self.n, self.note)
@@ -377,7 +381,7 @@ def paired_difference(
     first = np.asarray(first, dtype=bool)
     second = np.asarray(second, dtype=bool)
     if first.shape != second.shape or first.ndim != 1:
-        raise ValueError(f"first and second must be two (n,) arrays, got {first.shape} and {second.shape}")
+        raise InvalidRequestError(f"first and second must be two (n,) arrays, got {first.shape} and {second.shape}")
     n = len(first)
     if n == 0:
         return Estimate(None, None, 0, "no items")

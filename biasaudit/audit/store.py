@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend, LabelMode, LoglikelihoodResult
+from biasaudit.errors import InvalidRequestError
 
 DEFAULT_CHUNK_SIZE = 256
 STORE_FILE = "requests.sqlite"
@@ -72,7 +73,7 @@ class StoredBackend:
         self, backend: Backend, store: RequestStore, identity: dict[str, Any], chunk_size: int = DEFAULT_CHUNK_SIZE
     ) -> None:
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+            raise InvalidRequestError(f"chunk_size must be at least 1, got {chunk_size}")
         self._backend = backend
         self._store = store
         self._identity = identity

@@ -13,6 +13,7 @@ from typing import Any
 
 from biasaudit.audit.config import RunConfig
 from biasaudit.backend.protocol import Backend
+from biasaudit.errors import InvalidRequestError
 
 SuiteFn = Callable[[Backend, RunConfig], dict[str, Any]]
 
@@ -32,7 +33,7 @@ def register_suite(name: str, description: str) -> Callable[[SuiteFn], SuiteFn]:
 
     def wrap(fn: SuiteFn) -> SuiteFn:
         if name in SUITES:
-            raise ValueError(f"suite {name!r} is registered twice")
+            raise InvalidRequestError(f"suite {name!r} is registered twice")
         SUITES[name] = Suite(name=name, description=description, run=fn)
         return fn
 
@@ -45,7 +46,7 @@ def resolve_suites(names: list[str]) -> list[Suite]:
         return list(SUITES.values())
     unknown = [n for n in names if n not in SUITES]
     if unknown:
-        raise ValueError(f"unknown suite(s) {unknown}; available: {sorted(SUITES)}")
+        raise InvalidRequestError(f"unknown suite(s) {unknown}; available: {sorted(SUITES)}")
     return [SUITES[n] for n in dict.fromkeys(names)]
 
 

@@ -11,6 +11,8 @@ from typing import Literal, TypeVar
 import numpy as np
 import torch
 
+from biasaudit.errors import InvalidRequestError
+
 BatchSize = int | Literal["auto"]
 # Token budget per batch when batch_size="auto": generous on accelerators (halved on OOM); on the CPU
 # throughput stops growing long before memory runs out, so the start is modest.
@@ -42,9 +44,9 @@ class BatchPlanner:
 
     def __init__(self, batch_size: BatchSize = "auto", max_batch_tokens: int = 8192) -> None:
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or 'auto', not {batch_size!r}")
+            raise InvalidRequestError(f"batch_size must be a positive integer or 'auto', not {batch_size!r}")
         if max_batch_tokens < 1:
-            raise ValueError("max_batch_tokens must be positive")
+            raise InvalidRequestError("max_batch_tokens must be positive")
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_rows: int | None = None if batch_size == "auto" else int(batch_size)

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from biasaudit.backend.vlm_noise import diffusion_noise
-from biasaudit.errors import ImageReadError
+from biasaudit.errors import ImageReadError, InvalidRequestError
 
 REFERENCE_MODES: tuple[str, ...] = ("none", "blank", "noise", "unk")
 # Reference modes that carry no image, only text.
@@ -32,7 +32,7 @@ TEXT_ONLY_MODES = frozenset({"none", "unk"})
 def check_reference_mode(mode: str) -> None:
     """Refuse a reference name we do not know, listing the ones we do."""
     if mode not in REFERENCE_MODES:
-        raise ValueError(f"unknown reference mode {mode!r}; choose from {', '.join(REFERENCE_MODES)}")
+        raise InvalidRequestError(f"unknown reference mode {mode!r}; choose from {', '.join(REFERENCE_MODES)}")
 
 
 def open_image(path: str | Path) -> Image.Image:

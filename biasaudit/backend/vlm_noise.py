@@ -38,25 +38,27 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from biasaudit.errors import InvalidRequestError
+
 NoiseSchedule = Literal["vcd", "linear"]
 
 
 def diffusion_betas(n_steps: int = 1000, schedule: NoiseSchedule = "vcd") -> np.ndarray:
     """β_t for t = 0 .. n_steps − 1 (float64, shape (n_steps,)) under ``schedule`` (see the module docstring)."""
     if n_steps < 1:
-        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
+        raise InvalidRequestError(f"n_steps must be at least 1, got {n_steps}")
     if schedule == "vcd":
         ramp = 1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, n_steps)))
         return ramp * (0.5e-2 - 1e-5) + 1e-5
     if schedule == "linear":
         return np.linspace(1e-4, 0.02, n_steps)
-    raise ValueError(f"unknown noise schedule {schedule!r}; choose 'vcd' or 'linear'")
+    raise InvalidRequestError(f"unknown noise schedule {schedule!r}; choose 'vcd' or 'linear'")
 
 
 def diffusion_alpha_bar(step: int, n_steps: int = 1000, schedule: NoiseSchedule = "vcd") -> float:
     """ᾱ at 0-based ``step``: ∏_{s=0}^{step} (1 − β_s)."""
     if not 0 <= step < n_steps:
-        raise ValueError(f"step must be in [0, {n_steps - 1}], got {step}")
+        raise InvalidRequestError(f"step must be in [0, {n_steps - 1}], got {step}")
     return float(np.prod(1.0 - diffusion_betas(n_steps, schedule)[: step + 1]))
 
 
@@ -91,7 +93,7 @@ def diffusion_noise(
     """
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8:
-        raise ValueError(f"diffusion_noise expects a uint8 image (H, W, 3), got dtype {pixels.dtype}")
+        raise InvalidRequestError(f"diffusion_noise expects a uint8 image (H, W, 3), got dtype {pixels.dtype}")
     mu, sigma = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
     x0 = (pixels.astype(np.float64) / 255.0 - mu) / sigma
     xt = diffuse(x0, step, n_steps, schedule=schedule, seed=seed)
@@ -122,7 +124,7 @@ def noise_processed_images(
     crops, zero-padded). Any other raises ``NoiseLayoutError``.
     """
     if len(images) != len(seeds):
-        raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
+        raise InvalidRequestError(f"{len(images)} images but {len(seeds)} seeds")
     with_image = [i for i, image in enumerate(images) if image is not None]
     if pixel_values.shape[0] == len(with_image):
         slot_of = {row: j for j, row in enumerate(with_image)}  # per image (the same as per row if all have one)
@@ -137,7 +139,7 @@ def noise_processed_images(
         if seed is None:
             continue
         if images[row] is None:
-            raise ValueError(f"row {row} has a noise seed but no image")
+            raise InvalidRequestError(f"row {row} has a noise seed but no image")
         own = image_processor([images[row]], return_tensors="pt")["pixel_values"][0]
         slot = pixel_values[slot_of[row]]
         region = tuple(slice(0, d) for d in own.shape)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biasaudit.errors import InvalidRequestError
 from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir, read_probe_yaml
 
 TRADITIONAL_BENCHMARKS = ("crows_pairs", "bbq", "stereoset")
@@ -24,12 +25,12 @@ class Probe:
 
     def validate(self) -> None:
         if len(self.references) != 2:
-            raise ValueError(f"probe {self.target!r}: references must be a pair [A, B], got {self.references}")
+            raise InvalidRequestError(f"probe {self.target!r}: references must be a pair [A, B], got {self.references}")
         if len({self.target, *self.references}) != 3:
-            raise ValueError(f"probe {self.target!r}: target and references must be three different concepts")
+            raise InvalidRequestError(f"probe {self.target!r}: target and references must be three different concepts")
         for concept in (self.target, *self.references):
             if "/" not in concept:
-                raise ValueError(f"probe concept {concept!r} must be written group/name")
+                raise InvalidRequestError(f"probe concept {concept!r} must be written group/name")
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,13 @@ class ProbeSuite:
     def validate(self) -> None:
         unknown = sorted(set(self.traditional) - set(TRADITIONAL_BENCHMARKS))
         if unknown:
-            raise ValueError(f"traditional: unknown benchmark(s) {unknown}; known: {list(TRADITIONAL_BENCHMARKS)}")
+            raise InvalidRequestError(
+                f"traditional: unknown benchmark(s) {unknown}; known: {list(TRADITIONAL_BENCHMARKS)}"
+            )
         for probe in self.probes:
             for concept in (probe.target, *probe.references):
                 if concept.split("/", 1)[0] not in self.groups:
-                    raise ValueError(f"probe concept {concept!r} is not in the suite's groups {self.groups}")
+                    raise InvalidRequestError(f"probe concept {concept!r} is not in the suite's groups {self.groups}")
 
 
 def biaslens_dir() -> Path:

@@ -32,7 +32,7 @@ import numpy as np
 from biasaudit import __version__
 from biasaudit.backend.protocol import Backend
 from biasaudit.calibration.prompt import ICLPrompt, Query, renormalise, softmax_rows
-from biasaudit.errors import BiasAuditError, NotFittedError
+from biasaudit.errors import BiasAuditError, InvalidRequestError, NotFittedError
 
 
 class PriorMismatchError(BiasAuditError, ValueError):
@@ -52,7 +52,7 @@ def normalised_mean_prior(log_probs: np.ndarray) -> np.ndarray:
     """
     log_probs = np.atleast_2d(np.asarray(log_probs, dtype=np.float64))
     if log_probs.shape[0] == 0:
-        raise ValueError("a prior needs the label log-probs of at least one input")
+        raise InvalidRequestError("a prior needs the label log-probs of at least one input")
     # exp(lp - max) keeps the average exact up to one common factor, which the normalisation removes.
     raw = np.exp(log_probs - log_probs.max())
     mean = raw.mean(axis=0)
@@ -108,7 +108,7 @@ class PriorCalibrator:
     def _set_prior(self, prior: np.ndarray, prompt: ICLPrompt, backend: Backend | None) -> None:
         prior = np.asarray(prior, dtype=np.float64)
         if prior.shape != (len(prompt.labels),) or not np.all(np.isfinite(prior)) or np.any(prior <= 0):
-            raise ValueError(f"a prior must be {len(prompt.labels)} positive numbers, got {prior}")
+            raise InvalidRequestError(f"a prior must be {len(prompt.labels)} positive numbers, got {prior}")
         self.prior_ = prior / prior.sum()
         self.labels_ = list(prompt.labels)
         self.prompt_fingerprint_ = prompt.fingerprint()
@@ -131,7 +131,7 @@ class PriorCalibrator:
         self._check_fitted()
         probs = np.asarray(probs, dtype=np.float64)
         if probs.shape[-1] != len(self.prior_):
-            raise ValueError(f"expected {len(self.prior_)} label columns, got shape {probs.shape}")
+            raise InvalidRequestError(f"expected {len(self.prior_)} label columns, got shape {probs.shape}")
         return renormalise(probs / self.prior_)
 
     def transform_log_probs(self, log_probs: np.ndarray) -> np.ndarray:
@@ -139,7 +139,7 @@ class PriorCalibrator:
         self._check_fitted()
         log_probs = np.asarray(log_probs, dtype=np.float64)
         if log_probs.shape[-1] != len(self.prior_):
-            raise ValueError(f"expected {len(self.prior_)} label columns, got shape {log_probs.shape}")
+            raise InvalidRequestError(f"expected {len(self.prior_)} label columns, got shape {log_probs.shape}")
         return softmax_rows(log_probs - np.log(self.prior_))
 
     def predict(self, probs: np.ndarray) -> np.ndarray:
@@ -166,9 +166,11 @@ class PriorCalibrator:
         method = data.get("method")
         klass = PriorCalibrator.registry.get(str(method))
         if klass is None:
-            raise ValueError(f"unknown calibration method {method!r}; known: {sorted(PriorCalibrator.registry)}")
+            raise InvalidRequestError(
+                f"unknown calibration method {method!r}; known: {sorted(PriorCalibrator.registry)}"
+            )
         if cls is not PriorCalibrator and not issubclass(klass, cls):
-            raise ValueError(f"the file holds a {method!r} prior, not a {cls.method!r} one")
+            raise InvalidRequestError(f"the file holds a {method!r} prior, not a {cls.method!r} one")
         calibrator = klass(**data.get("params", {}))
         calibrator.prior_ = np.asarray(data["prior"], dtype=np.float64)
         calibrator.labels_ = list(data["labels"])

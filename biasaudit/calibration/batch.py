@@ -29,6 +29,7 @@ import numpy as np
 from biasaudit.backend.protocol import Backend
 from biasaudit.calibration.base import PriorCalibrator
 from biasaudit.calibration.prompt import ICLPrompt, Query, renormalise, softmax_rows
+from biasaudit.errors import InvalidRequestError
 
 
 class BatchCalibrator(PriorCalibrator):
@@ -49,7 +50,7 @@ class BatchCalibrator(PriorCalibrator):
     def calibration_queries(self, prompt: ICLPrompt, inputs: Sequence[Query] = ()) -> list[Query]:
         """The batch itself: BC needs no inputs beyond the ones it calibrates."""
         if len(inputs) == 0:
-            raise ValueError("batch calibration needs a batch of (unlabeled) inputs")
+            raise InvalidRequestError("batch calibration needs a batch of (unlabeled) inputs")
         return list(inputs)
 
     def fit_log_probs(
@@ -64,9 +65,9 @@ class BatchCalibrator(PriorCalibrator):
         """Fold more inputs' label log-probs (n, K) into the running mean (streaming mode)."""
         p = softmax_rows(np.atleast_2d(log_probs))
         if p.shape[1] != len(prompt.labels):
-            raise ValueError(f"expected {len(prompt.labels)} label columns, got shape {p.shape}")
+            raise InvalidRequestError(f"expected {len(prompt.labels)} label columns, got shape {p.shape}")
         if len(p) == 0:
-            raise ValueError("batch calibration needs a batch of (unlabeled) inputs")
+            raise InvalidRequestError("batch calibration needs a batch of (unlabeled) inputs")
         self._sum_p = getattr(self, "_sum_p", np.zeros(p.shape[1])) + p.sum(axis=0)
         self.n_seen_ = getattr(self, "n_seen_", 0) + len(p)
         self._set_prior(self._sum_p / self.n_seen_, prompt, backend)
@@ -77,7 +78,7 @@ class BatchCalibrator(PriorCalibrator):
         self._check_fitted()
         probs = np.asarray(probs, dtype=np.float64)
         if probs.shape[-1] != len(self.prior_):
-            raise ValueError(f"expected {len(self.prior_)} label columns, got shape {probs.shape}")
+            raise InvalidRequestError(f"expected {len(self.prior_)} label columns, got shape {probs.shape}")
         return renormalise(probs) - self.prior_
 
     def transform_log_probs(self, log_probs: np.ndarray) -> np.ndarray:
@@ -85,5 +86,5 @@ class BatchCalibrator(PriorCalibrator):
         self._check_fitted()
         log_probs = np.asarray(log_probs, dtype=np.float64)
         if log_probs.shape[-1] != len(self.prior_):
-            raise ValueError(f"expected {len(self.prior_)} label columns, got shape {log_probs.shape}")
+            raise InvalidRequestError(f"expected {len(self.prior_)} label columns, got shape {log_probs.shape}")
         return softmax_rows(log_probs) - self.prior_

@@ -16,6 +16,7 @@ import numpy as np
 from biasaudit.backend.protocol import Backend
 from biasaudit.calibration.base import PriorCalibrator, normalised_mean_prior
 from biasaudit.calibration.prompt import ICLPrompt, Query
+from biasaudit.errors import InvalidRequestError
 
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
 
@@ -40,7 +41,7 @@ class ContextualCalibrator(PriorCalibrator):
 
     def calibration_queries(self, prompt: ICLPrompt, inputs: Sequence[Query] = ()) -> list[Query]:
         if len(self.content_free) == 0:
-            raise ValueError("contextual calibration needs at least one content-free input")
+            raise InvalidRequestError("contextual calibration needs at least one content-free input")
         return [prompt.uniform(text) for text in self.content_free]
 
     def fit_log_probs(

@@ -24,6 +24,7 @@ import numpy as np
 from biasaudit.backend.protocol import Backend
 from biasaudit.calibration.base import PriorCalibrator, normalised_mean_prior
 from biasaudit.calibration.prompt import ICLPrompt, Query
+from biasaudit.errors import InvalidRequestError
 
 
 def random_in_domain_strings(
@@ -32,7 +33,7 @@ def random_in_domain_strings(
     """``n_samples`` strings of ``floor(mean words)+1`` words sampled with replacement from ``texts``."""
     words = [w for text in texts for w in text.lower().split()]
     if not words:
-        raise ValueError("domain-context calibration needs unlabeled inputs with at least one word")
+        raise InvalidRequestError("domain-context calibration needs unlabeled inputs with at least one word")
     length = math.floor(np.mean([len(text.split()) for text in texts])) + 1
     rng = random.Random(seed)
     return [" ".join(rng.choices(words, k=length)) + suffix for _ in range(n_samples)]
@@ -43,7 +44,7 @@ def _slot_texts(prompt: ICLPrompt, inputs: Sequence[Query]) -> dict[str, list[st
     for query in inputs:
         if isinstance(query, str):
             if len(prompt.fields) != 1:
-                raise ValueError(f"inputs must be mappings with fields {list(prompt.fields)}")
+                raise InvalidRequestError(f"inputs must be mappings with fields {list(prompt.fields)}")
             slots[prompt.fields[0]].append(query)
         else:
             for name in prompt.fields:
@@ -74,9 +75,9 @@ class DomainContextCalibrator(PriorCalibrator):
     def sample_queries(self, prompt: ICLPrompt, inputs: Sequence[Query]) -> list[Mapping[str, str]]:
         """The random in-domain queries ``fit`` scores (one independent string per input slot)."""
         if self.n_samples < 1:
-            raise ValueError("n_samples must be at least 1")
+            raise InvalidRequestError("n_samples must be at least 1")
         if len(inputs) == 0:
-            raise ValueError("domain-context calibration needs the task's unlabeled inputs")
+            raise InvalidRequestError("domain-context calibration needs the task's unlabeled inputs")
         slots = _slot_texts(prompt, inputs)
         per_slot = {
             name: random_in_domain_strings(texts, self.n_samples, self.seed + i)

@@ -41,6 +41,7 @@ from biasaudit.calibration.label_bias import (
 )
 from biasaudit.calibration.prompt import ICLPrompt
 from biasaudit.calibration.tasks import ICLTask, load_split, load_task, sample_demonstrations, sample_test
+from biasaudit.errors import InvalidRequestError
 from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.progress import progress_bar
 
@@ -84,7 +85,7 @@ def make_calibrator(method: str, seed: int = 0) -> PriorCalibrator:
     try:
         klass = PriorCalibrator.registry[method]
     except KeyError:
-        raise ValueError(
+        raise InvalidRequestError(
             f"unknown calibration method {method!r}; choose from {sorted(PriorCalibrator.registry)}"
         ) from None
     if "seed" in inspect.signature(klass.__init__).parameters:

@@ -36,6 +36,7 @@ from biasaudit.calibration.intervals import (
     skew_interval,
 )
 from biasaudit.calibration.prompt import ICLPrompt, Query
+from biasaudit.errors import InvalidRequestError
 
 # Content-free strings for the zero-shot prior: contextual calibration's three and more of their kind,
 # so the vanilla estimate rests on enough inputs for an interval (30; see intervals.py).
@@ -125,7 +126,7 @@ def context_label_bias_from_log_probs(log_probs: np.ndarray, order_log_probs: np
     """
     log_probs = np.asarray(log_probs, dtype=np.float64)
     if log_probs.ndim != 3 or len(log_probs) < 2:
-        raise ValueError("context-label bias compares at least two demonstration sets")
+        raise InvalidRequestError("context-label bias compares at least two demonstration sets")
     priors = np.stack([normalised_mean_prior(lp) for lp in log_probs])
     distances = 0.5 * np.abs(priors[:, None, :] - priors[None, :, :]).sum(axis=-1)
     n = len(priors)
@@ -141,7 +142,7 @@ def domain_label_bias_from_log_probs(in_domain: np.ndarray, english: np.ndarray)
     """KL(in-domain prior ‖ English prior) from paired rows: ``in_domain``, ``english`` (n, K)."""
     raw_domain, raw_english = _raw(in_domain), _raw(english)
     if raw_domain.shape != raw_english.shape:
-        raise ValueError(f"paired rows needed: {raw_domain.shape} vs {raw_english.shape}")
+        raise InvalidRequestError(f"paired rows needed: {raw_domain.shape} vs {raw_english.shape}")
     k = raw_domain.shape[1]
     p, q = normalised_mean_prior(in_domain), normalised_mean_prior(english)
     paired = np.concatenate([raw_domain, raw_english], axis=1)
@@ -212,7 +213,7 @@ def context_label_bias(
     """Mean TV between the content-free priors of every pair of ``prompts`` (the same task with
     independently drawn demonstration sets)."""
     if len(prompts) < 2:
-        raise ValueError("context-label bias compares at least two demonstration sets or orders")
+        raise InvalidRequestError("context-label bias compares at least two demonstration sets or orders")
     return context_label_bias_from_log_probs(content_free_log_probs(backend, prompts, inputs))
 
 

@@ -38,7 +38,7 @@ class LabelPriorLogitsProcessor(LogitsProcessor):
         if len(set(label_token_ids)) != len(label_token_ids):
             raise LabelCollisionError("labels share a first token; a decode-time prior needs distinct first tokens")
         if len(label_token_ids) != len(prior):
-            raise ValueError(f"{len(label_token_ids)} label tokens but a prior over {len(prior)} labels")
+            raise InvalidRequestError(f"{len(label_token_ids)} label tokens but a prior over {len(prior)} labels")
         self.label_token_ids = list(label_token_ids)
         self.log_prior = torch.log(torch.as_tensor(np.asarray(prior, dtype=np.float64)))
         self.restrict_to_labels = restrict_to_labels

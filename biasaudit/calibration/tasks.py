@@ -64,7 +64,7 @@ def _placeholders(template: str) -> list[str]:
         if name is None:
             continue
         if not name.isidentifier() or spec or conversion:
-            raise ValueError(f"template slot {{{name}}} must be a plain name such as {{text}}")
+            raise InvalidRequestError(f"template slot {{{name}}} must be a plain name such as {{text}}")
         names.append(name)
     return names
 
@@ -93,44 +93,44 @@ class ICLTask:
 
     def validate(self) -> None:
         if self.format not in FORMAT_FIELDS:
-            raise ValueError(f"field 'format': {self.format!r} is not one of {sorted(FORMAT_FIELDS)}")
+            raise InvalidRequestError(f"field 'format': {self.format!r} is not one of {sorted(FORMAT_FIELDS)}")
         try:
             slots = _placeholders(self.template)
         except ValueError as exc:
-            raise ValueError(f"field 'template': {exc}") from exc
+            raise InvalidRequestError(f"field 'template': {exc}") from exc
         # The label must close the template, after one space: then a demonstration is exactly
         # query + " " + word, the same string the model is scored on.
         if slots.count("label") != 1 or not self.template.endswith(" " + LABEL_SLOT):
-            raise ValueError("field 'template' must end with ' {label}' (one space, then the slot, once)")
+            raise InvalidRequestError("field 'template' must end with ' {label}' (one space, then the slot, once)")
         inputs = [s for s in slots if s != "label"]
         if not inputs:
-            raise ValueError("field 'template' needs at least one input slot besides {label}")
+            raise InvalidRequestError("field 'template' needs at least one input slot besides {label}")
         unknown = sorted(set(inputs) - set(FORMAT_FIELDS[self.format]))
         if unknown:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"field 'template': slot(s) {unknown} not provided by format {self.format!r}; "
                 f"available: {list(FORMAT_FIELDS[self.format])}"
             )
         if not self.labels:
-            raise ValueError("field 'labels' must map at least one gold value to a label word")
+            raise InvalidRequestError("field 'labels' must map at least one gold value to a label word")
         words = list(self.labels.values())
         if any(not w.strip() or w != w.strip() for w in words):
-            raise ValueError(f"field 'labels': words must be non-empty, without surrounding spaces: {words}")
+            raise InvalidRequestError(f"field 'labels': words must be non-empty, without surrounding spaces: {words}")
         if len(set(words)) != len(words):
-            raise ValueError(f"field 'labels': label words must be unique: {words}")
+            raise InvalidRequestError(f"field 'labels': label words must be unique: {words}")
         if not self.separator:
-            raise ValueError("field 'separator' must not be empty")
+            raise InvalidRequestError("field 'separator' must not be empty")
         for key in ("train", "test"):
             if Path(getattr(self, key)).is_absolute():
-                raise ValueError(f"field {key!r} must be relative to the data folder")
+                raise InvalidRequestError(f"field {key!r} must be relative to the data folder")
         if self.train == self.test:
             if self.demo_pool_size is None or self.demo_pool_size < 1:
-                raise ValueError(
+                raise InvalidRequestError(
                     "'train' and 'test' name the same file: set 'demo_pool_size' (rows reserved for "
                     "demonstrations) so that demonstrations never appear as test queries"
                 )
         elif self.demo_pool_size is not None:
-            raise ValueError("field 'demo_pool_size' only applies when 'train' and 'test' are the same file")
+            raise InvalidRequestError("field 'demo_pool_size' only applies when 'train' and 'test' are the same file")
 
     @property
     def label_words(self) -> list[str]:

@@ -87,7 +87,7 @@ def lvlm(
             items = probes.make_probe(probe, n, seed=seed, image_size=image_size)
         backend = load_backend(spec)
         evaluator.fit(backend, items)
-    except (BiasAuditError, ValueError) as exc:
+    except BiasAuditError as exc:
         raise fail(exc) from exc
     out.mkdir(parents=True, exist_ok=True)
     if save_probe:

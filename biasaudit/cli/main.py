@@ -24,7 +24,7 @@ from biasaudit.cli.common import (
     fail,
     with_model_options,
 )
-from biasaudit.errors import BiasAuditError
+from biasaudit.errors import BiasAuditError, InvalidRequestError
 
 app = typer.Typer(
     name="biasaudit",
@@ -136,7 +136,7 @@ def audit(
             request_chunk=request_chunk,
         )
         path = run_audit(config, out, force=force, console=err_console)
-    except (BiasAuditError, ValueError) as exc:
+    except BiasAuditError as exc:
         raise fail(exc) from exc
     summary = json.loads(path.read_text())
     table = Table(title=f"biasaudit: {summary['model']['name']}")
@@ -219,7 +219,7 @@ def calibrate(
     try:
         klass = PriorCalibrator.registry.get(method)
         if klass is None:
-            raise ValueError(f"unknown method {method!r}; choose from {sorted(PriorCalibrator.registry)}")
+            raise InvalidRequestError(f"unknown method {method!r}; choose from {sorted(PriorCalibrator.registry)}")
         icl_task = load_task(task)
         train = load_split(icl_task, "train", data_dir)
         demos = sample_demonstrations(train, shots, seed)
@@ -230,7 +230,7 @@ def calibrate(
         calibrator = klass(seed=seed) if method == "dc" else klass()  # type: ignore[call-arg]
         calibrator.fit(backend, prompt, pool)
         calibrator.save(out)
-    except (BiasAuditError, ValueError) as exc:
+    except BiasAuditError as exc:
         raise fail(exc) from exc
     prior = ", ".join(f"{label.strip()}={p:.3f}" for label, p in zip(prompt.labels, calibrator.prior_, strict=True))
     console.print(f"{method} prior for {icl_task.name} ({shots}-shot, seed {seed}): {prior}")

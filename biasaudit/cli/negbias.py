@@ -72,7 +72,7 @@ def build(
         qa_sources, questions, native = load_inputs(qa or [], yesno or [], limit)
         backend = load_backend(spec)
         builder = NegBiasSetBuilder(config).fit(backend, qa=questions, yesno=native)
-    except (BiasAuditError, ValueError) as exc:
+    except BiasAuditError as exc:
         raise fail(exc) from exc
     path = save_items(builder.items_, out)
     write_json_atomic(
@@ -124,7 +124,7 @@ def evaluate(
         evaluator = NegBiasEvaluator(**kwargs)
         backend = load_backend(spec)
         evaluator.fit(backend, items)
-    except (BiasAuditError, ValueError) as exc:
+    except BiasAuditError as exc:
         raise fail(exc) from exc
     result = {"model": backend.name, "set": str(set_path), **evaluator.to_dict(include_predictions=True)}
     out.mkdir(parents=True, exist_ok=True)

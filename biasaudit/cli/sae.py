@@ -95,7 +95,7 @@ def train(
             err_console.print(f"no --corpus: generating {n} generic sentences with {backend.name}")
             texts = generic_texts(backend, n, seed=seed)
         report = train_sae(backend, texts, config, out, resume=resume)
-    except (BiasAuditError, ValueError) as exc:
+    except BiasAuditError as exc:
         raise fail(exc) from exc
     table = Table(title=f"SAE: {report.model_name}, layer {report.layer} ({report.hook_name})")
     table.add_column("metric")

@@ -107,9 +107,11 @@ class ActivationStore:
                 with np.load(shard, allow_pickle=False) as data:
                     keys, values = data["keys"], data["values"]
                 if values.ndim != 2 or values.shape != (len(keys), self.backend.hidden_size):
-                    raise ValueError(f"shape {values.shape} does not fit {len(keys)} keys x {self.backend.hidden_size}")
+                    raise InvalidRequestError(
+                        f"shape {values.shape} does not fit {len(keys)} keys x {self.backend.hidden_size}"
+                    )
                 if not np.isfinite(values).all():
-                    raise ValueError("non-finite values")
+                    raise InvalidRequestError("non-finite values")
             except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
                 log.warning("activation cache shard %s is corrupt (%s); deleting it, it will be recomputed", shard, exc)
                 shard.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from biasaudit.errors import TooFewExamplesError
+from biasaudit.errors import InvalidRequestError, TooFewExamplesError
 
 MIN_EXAMPLES_PER_CLASS = 10
 
@@ -109,11 +109,11 @@ class ConceptActivationVector:
         X_c = np.asarray(X_concept, dtype=np.float64)
         X_g = np.asarray(X_generic, dtype=np.float64)
         if X_c.ndim != 2 or X_g.ndim != 2 or X_c.shape[1] != X_g.shape[1]:
-            raise ValueError(f"activations must be 2-D with the same width, got {X_c.shape} and {X_g.shape}")
+            raise InvalidRequestError(f"activations must be 2-D with the same width, got {X_c.shape} and {X_g.shape}")
         if self.n_folds < 2 or self.n_repeats < 1:
-            raise ValueError(f"need n_folds >= 2 and n_repeats >= 1, got {self.n_folds} and {self.n_repeats}")
+            raise InvalidRequestError(f"need n_folds >= 2 and n_repeats >= 1, got {self.n_folds} and {self.n_repeats}")
         if not 0 < self.subsample <= 1:
-            raise ValueError(f"subsample must be in (0, 1], got {self.subsample}")
+            raise InvalidRequestError(f"subsample must be in (0, 1], got {self.subsample}")
         need = max(MIN_EXAMPLES_PER_CLASS, self.n_folds)
         for what, X in (("concept", X_c), ("generic", X_g)):
             if len(X) < need:
@@ -122,7 +122,7 @@ class ConceptActivationVector:
                     "add seed words/templates, generate more examples, or pass a larger corpus"
                 )
         if not (np.isfinite(X_c).all() and np.isfinite(X_g).all()):
-            raise ValueError("activations contain NaN or infinity")
+            raise InvalidRequestError("activations contain NaN or infinity")
         return X_c, X_g
 
     def fit(
@@ -212,7 +212,7 @@ def _check_groups(groups: Sequence[str] | None, n: int) -> np.ndarray | None:
         return None
     out = np.asarray(list(groups), dtype=object)
     if len(out) != n:
-        raise ValueError(f"got {len(out)} group labels for {n} rows")
+        raise InvalidRequestError(f"got {len(out)} group labels for {n} rows")
     return out
 
 

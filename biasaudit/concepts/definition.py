@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from biasaudit.errors import InvalidRequestError
 from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir, read_probe_yaml
 
 PLACEHOLDER = "{word}"
@@ -35,12 +36,12 @@ class ConceptSpec:
 
     def validate(self) -> None:
         if not self.name.strip():
-            raise ValueError("concept name is empty")
+            raise InvalidRequestError("concept name is empty")
         if not self.description.strip():
-            raise ValueError(f"concept {self.name!r}: description is empty")
+            raise InvalidRequestError(f"concept {self.name!r}: description is empty")
         _check_templates(self.templates, f"concept {self.name!r}")
         if len(set(self.seed_words)) != len(self.seed_words):
-            raise ValueError(f"concept {self.name!r}: seed_words has duplicates")
+            raise InvalidRequestError(f"concept {self.name!r}: seed_words has duplicates")
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ConceptGroup:
 def _check_templates(templates: list[str], where: str) -> None:
     for t in templates:
         if PLACEHOLDER not in t:
-            raise ValueError(f"{where}: template {t!r} has no {PLACEHOLDER} placeholder")
+            raise InvalidRequestError(f"{where}: template {t!r} has no {PLACEHOLDER} placeholder")
 
 
 def group_from_mapping(data: Any, source: str) -> ConceptGroup:

@@ -128,7 +128,7 @@ def stratified_share_interval(successes: Sequence[int], sizes: Sequence[int]) ->
     """
     n = sum(sizes)
     if n < 1 or any(not 0 <= k <= m for k, m in zip(successes, sizes, strict=True)):
-        raise ValueError(f"need 0 <= successes <= size per stratum and items in all, got {successes}, {sizes}")
+        raise InvalidRequestError(f"need 0 <= successes <= size per stratum and items in all, got {successes}, {sizes}")
     estimate, below, above = 0.0, 0.0, 0.0
     for k, m in zip(successes, sizes, strict=True):
         if m == 0:
@@ -339,7 +339,9 @@ def accuracy_change(correct: np.ndarray, correct_peer: np.ndarray) -> dict[str, 
     """
     ours, peer = np.asarray(correct, dtype=bool), np.asarray(correct_peer, dtype=bool)
     if ours.shape != peer.shape or ours.ndim != 1 or len(ours) == 0:
-        raise ValueError(f"need two equally long, non-empty answer records, got shapes {ours.shape}, {peer.shape}")
+        raise InvalidRequestError(
+            f"need two equally long, non-empty answer records, got shapes {ours.shape}, {peer.shape}"
+        )
     both, gains, losses = int(np.sum(ours & peer)), int(np.sum(ours & ~peer)), int(np.sum(~ours & peer))
     neither = len(ours) - both - gains - losses
     return {

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 
 from biasaudit import __version__
-from biasaudit.errors import NotFittedError
+from biasaudit.errors import InvalidRequestError, NotFittedError
 
 REFERENCES: tuple[str, ...] = ("none", "blank", "noise", "unk")
 """Reference inputs of the paper: no image, a blank image, a noise image, an ``unk`` (placeholder) image."""
@@ -63,18 +63,18 @@ def _log_label_masses(probs: np.ndarray, *, log_probs: bool, what: str) -> np.nd
     """Log of the raw label probabilities (n, K) after checking they are usable (-inf where a label has none)."""
     arr = np.asarray(probs, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(f"{what} must be a 2-D array (n_questions, n_labels), got shape {arr.shape}")
+        raise InvalidRequestError(f"{what} must be a 2-D array (n_questions, n_labels), got shape {arr.shape}")
     if log_probs:
         if np.any(np.isnan(arr)) or np.any(arr == np.inf):
-            raise ValueError(f"{what} holds NaN or +inf log-probs")
+            raise InvalidRequestError(f"{what} holds NaN or +inf log-probs")
         if np.any(np.all(arr == -np.inf, axis=1)):
-            raise ValueError(f"{what} has a row whose log-probs are all -inf (no label has any probability)")
+            raise InvalidRequestError(f"{what} has a row whose log-probs are all -inf (no label has any probability)")
         return arr
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{what} must hold finite, non-negative probabilities")
+        raise InvalidRequestError(f"{what} must hold finite, non-negative probabilities")
     zero = np.all(arr == 0, axis=1)
     if np.any(zero):
-        raise ValueError(
+        raise InvalidRequestError(
             f"{what} rows {np.flatnonzero(zero)[:10].tolist()} sum to 0: no label has any probability there"
         )
     with np.errstate(divide="ignore"):
@@ -144,20 +144,24 @@ class PostHocDebias:
     # -- scikit-learn style parameters ---------------------------------------------------------
     def _validate_params(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+            raise InvalidRequestError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         if isinstance(self.references, str):
-            raise ValueError(f"references must be a sequence of names, e.g. ({self.references!r},), not a string")
+            raise InvalidRequestError(
+                f"references must be a sequence of names, e.g. ({self.references!r},), not a string"
+            )
         names = list(self.references)
         if not names:
-            raise ValueError(f"references must name at least one reference input out of {list(REFERENCES)}")
+            raise InvalidRequestError(f"references must name at least one reference input out of {list(REFERENCES)}")
         unknown = [name for name in names if name not in REFERENCES]
         if unknown:
-            raise ValueError(f"unknown reference(s) {unknown}; choose from {list(REFERENCES)}")
+            raise InvalidRequestError(f"unknown reference(s) {unknown}; choose from {list(REFERENCES)}")
         if len(set(names)) != len(names):
             duplicated = sorted({name for name in names if names.count(name) > 1})
-            raise ValueError(f"references {duplicated} are listed twice; each reference counts once")
+            raise InvalidRequestError(f"references {duplicated} are listed twice; each reference counts once")
         if self.epsilon is not None and not (np.isfinite(self.epsilon) and self.epsilon >= 0):
-            raise ValueError(f"epsilon must be None (the authors' choice) or a finite number >= 0, got {self.epsilon}")
+            raise InvalidRequestError(
+                f"epsilon must be None (the authors' choice) or a finite number >= 0, got {self.epsilon}"
+            )
 
     @property
     def epsilon_used(self) -> float:
@@ -180,7 +184,7 @@ class PostHocDebias:
         self._validate_params()
         missing = [name for name in self.references if name not in reference_probs]
         if missing:
-            raise KeyError(
+            raise InvalidRequestError(
                 f"reference probabilities for {missing} are missing; got {sorted(reference_probs)}, "
                 f"need {list(self.references)}"
             )
@@ -190,7 +194,7 @@ class PostHocDebias:
         ]
         shapes = {name: lm.shape for name, lm in zip(self.references, logs, strict=True)}
         if len(set(shapes.values())) != 1:
-            raise ValueError(f"reference probabilities disagree in shape (n_questions, n_labels): {shapes}")
+            raise InvalidRequestError(f"reference probabilities disagree in shape (n_questions, n_labels): {shapes}")
         with np.errstate(divide="ignore"):
             return np.logaddexp.reduce(np.stack(logs), axis=0)
 
@@ -207,7 +211,7 @@ class PostHocDebias:
         ``dataset`` mode, ``prior_``: the raw combined probabilities averaged over the questions, normalised."""
         log_combined = self._log_combined(reference_probs, log_probs)
         if log_combined.shape[0] == 0:
-            raise ValueError("fit needs reference probabilities for at least one question")
+            raise InvalidRequestError("fit needs reference probabilities for at least one question")
         self.reference_ = _normalised(log_combined)
         if self.mode == "dataset":
             with np.errstate(divide="ignore"):
@@ -228,12 +232,14 @@ class PostHocDebias:
     ) -> np.ndarray:
         if self.mode == "dataset":
             if reference_probs is not None:
-                raise ValueError(
+                raise InvalidRequestError(
                     "dataset mode divides by the fitted prior_; fit(reference_probs) instead of passing them here"
                 )
             self._check_fitted("prior_")
             if self.prior_.shape[0] != probs.shape[1]:
-                raise ValueError(f"prior_ covers {self.prior_.shape[0]} labels but probs have {probs.shape[1]}")
+                raise InvalidRequestError(
+                    f"prior_ covers {self.prior_.shape[0]} labels but probs have {probs.shape[1]}"
+                )
             return np.broadcast_to(self.prior_, probs.shape)
         if reference_probs is not None:
             reference = self.combine_references(reference_probs, log_probs=log_probs)
@@ -242,7 +248,7 @@ class PostHocDebias:
             self._check_fitted("reference_")
             reference, what = self.reference_, "the fitted reference_"
         if reference.shape != probs.shape:
-            raise ValueError(
+            raise InvalidRequestError(
                 f"per_question mode needs one reference row per question: probs have shape {probs.shape}, "
                 f"{what} {reference.shape}"
             )
@@ -298,11 +304,13 @@ class PostHocDebias:
     def from_dict(cls, data: Mapping[str, Any]) -> PostHocDebias:
         """Inverse of ``to_dict``: the same parameters and fitted state."""
         if data.get("method") != _METHOD:
-            raise ValueError(f"not a {cls.__name__} record: method is {data.get('method')!r}, expected {_METHOD!r}")
+            raise InvalidRequestError(
+                f"not a {cls.__name__} record: method is {data.get('method')!r}, expected {_METHOD!r}"
+            )
         params = dict(data.get("params", {}))
         unknown = sorted(set(params) - {"references", "mode", "epsilon"})
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} parameter(s) {unknown}")
+            raise InvalidRequestError(f"unknown {cls.__name__} parameter(s) {unknown}")
         if "references" in params:
             params["references"] = tuple(params["references"])
         estimator = cls(**params)

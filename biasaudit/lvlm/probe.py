@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from biasaudit.backend.vlm_inputs import open_image
-from biasaudit.errors import ImageReadError
+from biasaudit.errors import ImageReadError, InvalidRequestError
 from biasaudit.lvlm.shapes import COLOURS, LOOKALIKES, SHAPES, draw_shape
 
 # Mid tones, far from every palette colour (white and black included), so each object stands out.
@@ -108,9 +108,9 @@ class ProbeItem:
 
     def __post_init__(self) -> None:
         if self.answer not in self.labels:
-            raise ValueError(f"probe item {self.id!r}: answer {self.answer!r} is not one of {self.labels}")
+            raise InvalidRequestError(f"probe item {self.id!r}: answer {self.answer!r} is not one of {self.labels}")
         if self.image.mode != "RGB":
-            raise ValueError(f"probe item {self.id!r}: image mode is {self.image.mode!r}, expected 'RGB'")
+            raise InvalidRequestError(f"probe item {self.id!r}: image mode is {self.image.mode!r}, expected 'RGB'")
 
     def to_record(self) -> dict[str, Any]:
         """Everything but the pixels, as a JSON-serialisable dict (``image_size`` is [width, height])."""
@@ -129,15 +129,15 @@ class ProbeItem:
 def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     width, height = (image_size, image_size) if isinstance(image_size, int) else image_size
     if min(width, height) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image_size {image_size} is too small; each side needs >= {MIN_IMAGE_SIDE} pixels")
+        raise InvalidRequestError(f"image_size {image_size} is too small; each side needs >= {MIN_IMAGE_SIDE} pixels")
     return int(width), int(height)
 
 
 def _check_n_seed(n: int, seed: int) -> None:
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise InvalidRequestError(f"n must be >= 1, got {n}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise InvalidRequestError(f"seed must be >= 0, got {seed}")
 
 
 def _background(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -279,7 +279,7 @@ def make_pope_probe(
     """
     _check_n_seed(n, seed)
     if split not in POPE_SPLITS:
-        raise ValueError(f"unknown POPE split {split!r}; valid: {POPE_SPLITS}")
+        raise InvalidRequestError(f"unknown POPE split {split!r}; valid: {POPE_SPLITS}")
     return _pope(n, [split] * n, seed, _STREAMS[f"pope-{split}"], image_size)
 
 
@@ -293,7 +293,7 @@ def make_choice_probe(
     """
     _check_n_seed(n, seed)
     if kind not in ("count", "colour"):
-        raise ValueError(f"unknown choice kind {kind!r}; valid: ('count', 'colour')")
+        raise InvalidRequestError(f"unknown choice kind {kind!r}; valid: ('count', 'colour')")
     size, stream = _size(image_size), _STREAMS[kind]
     plan = np.random.default_rng([seed, stream])
     letters = _balanced(plan, n, list(range(4)))
@@ -328,7 +328,7 @@ def make_choice_probe(
 def make_probe(name: str, n: int, *, seed: int = 0, image_size: int | tuple[int, int] = 224) -> list[ProbeItem]:
     """The probe called ``name`` (one of ``PROBE_NAMES``); "pope" mixes the three splits in equal thirds."""
     if name not in PROBE_NAMES:
-        raise ValueError(f"unknown probe {name!r}; valid: {', '.join(PROBE_NAMES)}")
+        raise InvalidRequestError(f"unknown probe {name!r}; valid: {', '.join(PROBE_NAMES)}")
     if name == "pope":
         _check_n_seed(n, seed)
         return _pope(n, [POPE_SPLITS[i % 3] for i in range(n)], seed, _STREAMS["pope"], image_size)
@@ -343,7 +343,7 @@ def save_probe(items: list[ProbeItem], folder: Path) -> Path:
     folder = Path(folder)
     ids = [item.id for item in items]
     if len(set(ids)) != len(ids):
-        raise ValueError("probe item ids must be unique: they name the image files")
+        raise InvalidRequestError("probe item ids must be unique: they name the image files")
     folder.mkdir(parents=True, exist_ok=True)
     lines = []
     for item in items:
@@ -380,5 +380,5 @@ def load_probe(folder: Path) -> list[ProbeItem]:
             fields = (rec["id"], image, rec["question"], tuple(rec["labels"]), rec["answer"], rec["kind"])
             items.append(ProbeItem(*fields, rec["split"], rec["meta"]))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{line_no}: malformed probe record ({exc!r})") from exc
+            raise InvalidRequestError(f"{path}:{line_no}: malformed probe record ({exc!r})") from exc
     return items

@@ -54,7 +54,7 @@ def debias_logits(
     processor) stays −inf even when its reference logit is −inf too.
     """
     if logits.shape != reference_logits.shape:
-        raise ValueError(
+        raise InvalidRequestError(
             f"logits {tuple(logits.shape)} and reference logits {tuple(reference_logits.shape)} differ in shape; "
             "the reference must come from the same model (same vocabulary) and the same batch"
         )
@@ -155,11 +155,11 @@ class DebiasSamplingProcessor(LogitsProcessor):
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.1, reference: str = "none") -> None:
         if not (math.isfinite(alpha) and alpha >= 0):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+            raise InvalidRequestError(f"alpha must be a finite number >= 0, got {alpha}")
         if not 0.0 <= beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {beta}")
+            raise InvalidRequestError(f"beta must be in [0, 1], got {beta}")
         if reference not in REFERENCES:
-            raise ValueError(f"unknown reference {reference!r}; choose from {list(REFERENCES)}")
+            raise InvalidRequestError(f"unknown reference {reference!r}; choose from {list(REFERENCES)}")
         self.alpha = alpha
         self.beta = beta
         self.reference = reference

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from biasaudit.errors import InvalidRequestError
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "arrow")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -73,7 +75,7 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: list[int], rgb: tuple
         points = [(x0, cy - h), (xm, cy - h), (xm, y0), (x1, cy), (xm, y1), (xm, cy + h), (x0, cy + h)]
         draw.polygon(points, fill=rgb)
     else:
-        raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+        raise InvalidRequestError(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
 def shape_mask(shape: str, side: int = 96) -> np.ndarray:
@@ -93,7 +95,7 @@ class _Silhouette:
     def of(cls, mask: np.ndarray) -> _Silhouette:
         filled = ndimage.binary_fill_holes(np.asarray(mask, dtype=bool))
         if filled is None or not filled.any():
-            raise ValueError("an empty mask has no silhouette")
+            raise InvalidRequestError("an empty mask has no silhouette")
         rows, cols = np.nonzero(filled)
         return cls(filled.astype(np.float64), (float(rows.mean()), float(cols.mean())), float(np.sqrt(len(rows))))
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from biasaudit.errors import InvalidRequestError
+
 _TINY_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
     "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
@@ -62,7 +64,7 @@ def build_tiny_vlm(
     image_processor: Any
     torch.manual_seed(seed)
     if language_model is not None and family != "llava":
-        raise ValueError("a trained language model can only be grafted into the llava family")
+        raise InvalidRequestError("a trained language model can only be grafted into the llava family")
     if family == "llava":
         tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
         if language_model is None:
@@ -110,7 +112,7 @@ def build_tiny_vlm(
             chat_template=_TINY_CHAT_TEMPLATE.replace("<image>\\n", "<image>"),
         )
     else:
-        raise ValueError(f"unknown tiny VLM family {family!r}")
+        raise InvalidRequestError(f"unknown tiny VLM family {family!r}")
     model.eval()
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.errors import DatasetNotFoundError
+from biasaudit.errors import DatasetNotFoundError, InvalidRequestError
 from biasaudit.metrics.bbq import BBQ, BBQResult, load_bbq
 from biasaudit.metrics.crows_pairs import CrowSPairs, CrowSPairsResult, load_crows_pairs
 from biasaudit.metrics.stereoset import StereoSet, StereoSetResult, load_stereoset
@@ -65,7 +65,7 @@ def run_benchmark(
     elif name == "winobias":
         estimator = WinoBias(limit=limit, seed=seed, apply_chat_template=apply_chat_template)
     else:
-        raise ValueError(f"unknown benchmark {name!r}; available: {list(BENCHMARKS)}")
+        raise InvalidRequestError(f"unknown benchmark {name!r}; available: {list(BENCHMARKS)}")
     try:
         result = estimator.evaluate(backend, source).to_dict()
     except DatasetNotFoundError as exc:

@@ -217,7 +217,7 @@ class StereoSet:
     def evaluate(self, backend: Backend, source: str | Path | None = None) -> StereoSetResult:
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown:
-            raise ValueError(f"unknown StereoSet task(s) {unknown}; choose from {list(TASKS)}")
+            raise InvalidRequestError(f"unknown StereoSet task(s) {unknown}; choose from {list(TASKS)}")
         items = [it for it in load_stereoset(source) if it.task in self.tasks]
         if not items:
             raise InvalidRequestError(f"no StereoSet {list(self.tasks)} examples to score (source={source})")

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats as sps
 
 from biasaudit.backend.protocol import Backend
+from biasaudit.errors import InvalidRequestError
 
 
 def _cluster_variance(residuals: np.ndarray, clusters: np.ndarray) -> tuple[float, int]:
@@ -58,7 +59,9 @@ def crossed_mean_interval(
     rows, cols = np.asarray(rows), np.asarray(cols)
     n = len(values)
     if n < 2 or len(rows) != n or len(cols) != n:
-        raise ValueError(f"need at least 2 values with a row and a column each, got {n}, {len(rows)}, {len(cols)}")
+        raise InvalidRequestError(
+            f"need at least 2 values with a row and a column each, got {n}, {len(rows)}, {len(cols)}"
+        )
     mean = float(values.mean())
     residuals = values - mean
     v_rows, g_rows = _cluster_variance(residuals, rows)
@@ -72,7 +75,7 @@ def crossed_mean_interval(
         variance, g = one_way[0]
         df = g - 1
     else:
-        raise ValueError("every value comes from one row and one column: nothing to generalise over")
+        raise InvalidRequestError("every value comes from one row and one column: nothing to generalise over")
     half = float(sps.t.ppf(0.5 + confidence / 2.0, df)) * float(np.sqrt(variance))
     return mean - half, mean + half
 
@@ -91,12 +94,12 @@ class YesNoPromptSet:
     def validate(self) -> None:
         for key in ("labels", "chat_labels"):
             if len(getattr(self, key)) != 2:
-                raise ValueError(f"field {key!r} must hold exactly two answers, positive first")
+                raise InvalidRequestError(f"field {key!r} must hold exactly two answers, positive first")
         for i, template in enumerate(self.templates):
             if "{input}" not in template:
-                raise ValueError(f"field 'templates'[{i}] has no {{input}} placeholder")
+                raise InvalidRequestError(f"field 'templates'[{i}] has no {{input}} placeholder")
         if not self.templates or not self.inputs:
-            raise ValueError("fields 'templates' and 'inputs' must not be empty")
+            raise InvalidRequestError("fields 'templates' and 'inputs' must not be empty")
 
     def prompts(self) -> list[tuple[str, str]]:
         """(template, prompt) for every template x input."""
@@ -138,7 +141,7 @@ class ContentFreeYesNoPrior:
         if self.limit is not None:
             pairs = pairs[: self.limit]
         if len(pairs) < 2:
-            raise ValueError("the content-free prior needs at least 2 prompts")
+            raise InvalidRequestError("the content-free prior needs at least 2 prompts")
         labels = prompt_set.chat_labels if self.apply_chat_template else prompt_set.labels
         log_probs = backend.label_log_probs([p for _, p in pairs], labels, apply_chat_template=self.apply_chat_template)
         probs = np.exp(log_probs)

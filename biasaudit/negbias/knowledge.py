@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from biasaudit.backend.protocol import Backend
+from biasaudit.errors import InvalidRequestError
 from biasaudit.negbias.items import KnowledgeProbe, QAItem, YesNoQuestion
 from biasaudit.negbias.matching import Verdict, match_verdict, normalize_answer, same_answer
 from biasaudit.progress import progress_bar
@@ -136,7 +137,7 @@ class KnowledgeProber:
         progress: bool = True,
     ) -> None:
         if not 0 < min_agree <= k:
-            raise ValueError(f"min_agree must be in 1..k (k={k}), got {min_agree}")
+            raise InvalidRequestError(f"min_agree must be in 1..k (k={k}), got {min_agree}")
         self.k = k
         self.temperature = temperature
         self.min_agree = min_agree

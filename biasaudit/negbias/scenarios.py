@@ -111,30 +111,32 @@ class Scenario:
     def validate(self) -> None:
         """Called by ``probe_from_mapping``; every message names the offending field."""
         if not self.name.strip():
-            raise ValueError("field 'name' must not be empty")
+            raise InvalidRequestError("field 'name' must not be empty")
         n_labels = 3 if self.offers_idk else 2
         for key in ("labels", "chat_labels"):
             labels: list[str] = getattr(self, key)
             if len(labels) != n_labels:
                 order = "positive, negative, I don't know" if self.offers_idk else "positive, negative"
-                raise ValueError(f"field {key!r} must hold exactly {n_labels} answers ({order}), got {len(labels)}")
+                raise InvalidRequestError(
+                    f"field {key!r} must hold exactly {n_labels} answers ({order}), got {len(labels)}"
+                )
             words = [label.strip().lower() for label in labels]
             if any(not w for w in words) or len(set(words)) != len(words):
-                raise ValueError(f"field {key!r} must hold distinct, non-empty answers, got {labels}")
+                raise InvalidRequestError(f"field {key!r} must hold distinct, non-empty answers, got {labels}")
         if [w.strip().lower() for w in self.labels] != [w.strip().lower() for w in self.chat_labels]:
-            raise ValueError("fields 'labels' and 'chat_labels' must name the same answers (up to spaces)")
+            raise InvalidRequestError("fields 'labels' and 'chat_labels' must name the same answers (up to spaces)")
         required = {"qa_template": ["question", "candidate"], "native_template": ["question"]}
         for key, names in required.items():
             template: str = getattr(self, key)
             for name in [*names, *(["context"] if self.uses_context else [])]:
                 if "{" + name + "}" not in template:
-                    raise ValueError(f"field {key!r} has no {{{name}}} placeholder")
+                    raise InvalidRequestError(f"field {key!r} has no {{{name}}} placeholder")
             if not self.uses_context and "{context}" in template:
-                raise ValueError(f"field {key!r} has a {{context}} placeholder but 'uses_context' is false")
+                raise InvalidRequestError(f"field {key!r} has a {{context}} placeholder but 'uses_context' is false")
         if "{candidate}" in self.native_template:
-            raise ValueError("field 'native_template' must not use {candidate}: native items have none")
+            raise InvalidRequestError("field 'native_template' must not use {candidate}: native items have none")
         if any(not marker for marker in self.until):
-            raise ValueError("field 'until' must not hold empty markers")
+            raise InvalidRequestError("field 'until' must not hold empty markers")
 
     def labels_for(self, apply_chat_template: bool) -> list[str]:
         """The answer labels to score: ``chat_labels`` after a chat template, else ``labels``."""

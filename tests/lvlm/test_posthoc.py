@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from biasaudit.errors import NotFittedError
+from biasaudit.errors import InvalidRequestError, NotFittedError
 from biasaudit.lvlm.posthoc import PROB_FLOOR, REFERENCE_EPSILON, PostHocDebias
 
 
@@ -133,7 +133,7 @@ def test_bad_parameters(kwargs, match):
 
 
 def test_missing_reference_is_named():
-    with pytest.raises(KeyError, match="noise"):
+    with pytest.raises(InvalidRequestError, match="noise"):
         PostHocDebias(references=("none", "noise")).fit({"none": np.ones((2, 2))})
 
 
