@@ -122,6 +122,7 @@ def audit(
 ) -> None:
     """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
     from biasaudit.audit import RunConfig, run_audit
+    from biasaudit.audit.suites import headline
 
     try:
         config = RunConfig(
@@ -143,58 +144,9 @@ def audit(
     table.add_column("suite")
     table.add_column("headline")
     for name, entry in summary["suites"].items():
-        table.add_row(name, _headline(name, entry["result"]))
+        table.add_row(name, headline(name, entry["result"]))
     console.print(table)
     console.print(f"results: {os.path.abspath(path)}")
-
-
-def _headline(name: str, result: dict) -> str:
-    if "skipped" in result:
-        return f"skipped: {result['skipped']}"
-    if name == "icl":
-        parts = []
-        for task, gains in result["macro_f1_gain_vs_none"].items():
-            base = result["tasks"][task]["summary"]["8"]["none"]["macro_f1_mean"]
-            best = max(gains, key=gains.get)
-            # The calibrated F1 itself, then the gain: "+0.86" alone read as a gain larger than 1 - base.
-            parts.append(f"{task} F1 {base:.2f} -> {base + gains[best]:.2f} ({best.upper()} {gains[best]:+.2f})")
-        return "; ".join(parts)
-    if name == "yesno_prior":
-        low, high = result["ci95"]
-        return (
-            f"P(Yes | content-free) = {result['mean_p_yes']:.3f} [{low:.3f}, {high:.3f}] "
-            f"(0.5 = no prior); No preferred on {result['no_rate']:.0%} of {result['n_prompts']} prompts"
-        )
-    if name == "biaslens":
-        scored = [c for c in result["categories"] if c["score"] is not None]
-        parts = [f"{c['category']} {c['score']:+.3f}" for c in scored]
-        unscored = len(result["categories"]) - len(scored)
-        return "; ".join(parts) + (f" ({unscored} categories not readable)" if unscored else "")
-    if name == "negbias":
-        return _negbias_headline(result)
-    overall = result.get("overall")
-    if isinstance(overall, dict):
-        parts = []
-        for key, value in overall.items():
-            if isinstance(value, dict) and isinstance(value.get("value"), int | float):
-                parts.append(f"{key}={value['value']:.2f}")
-        return ", ".join(parts)[:120]
-    return ", ".join(f"{k}={v}" for k, v in result.items() if isinstance(v, int | float))[:120]
-
-
-def _negbias_headline(result: dict) -> str:
-    """Plain prompt: No-rate and P−R gap per knowledge subset (gold No-rate is 0.5 by construction)."""
-    plain = result["results"].get("plain", {})
-    parts = []
-    for subset in ("correct", "incorrect", "insufficient"):
-        metrics = plain.get(subset) or {}
-        no_rate, gap = (metrics.get(k) or {} for k in ("no_rate", "pr_gap"))
-        if no_rate.get("value") is not None:
-            text = f"{subset}: No {no_rate['value']:.0%}"
-            if gap.get("value") is not None:
-                text += f", P−R {gap['value']:+.2f}"
-            parts.append(text)
-    return "; ".join(parts) or "no subset had answered items"
 
 
 @app.command()

@@ -105,3 +105,15 @@ def test_corrupt_suite_file_is_recomputed(tmp_path, tiny_backend, counting_suite
 def test_all_suites_when_none_named():
     assert [s.name for s in resolve_suites([])] == list(SUITES)
     assert [s.name for s in resolve_suites(["yesno_prior", "yesno_prior"])] == ["yesno_prior"]
+
+
+def test_each_suite_owns_its_headline(monkeypatch):
+    from biasaudit.audit.suites import headline
+
+    monkeypatch.setitem(SUITES, "h", Suite("h", "test", lambda b, c: {}, headline=lambda r: f"n={r['n']}"))
+    assert headline("h", {"n": 3}) == "n=3"
+    assert headline("h", {"skipped": "no data"}) == "skipped: no data"
+    assert headline("yesno_prior", {"ci95": [0.2, 0.4], "mean_p_yes": 0.3, "no_rate": 0.9, "n_prompts": 40}) == (
+        "P(Yes | content-free) = 0.300 [0.200, 0.400] (0.5 = no prior); No preferred on 90% of 40 prompts"
+    )
+    assert headline("crows_pairs", {"overall": {"pct_stereotype": {"value": 55.0}}}) == "pct_stereotype=55.00"
