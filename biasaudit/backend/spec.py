@@ -204,27 +204,18 @@ def load_backend(spec: BackendSpec, **backend_kwargs: Any) -> Any:
     A ``Backend`` (``HFBackend``) for ``backend="hf"``, a ``VisionBackend`` (``VLMBackend``) for ``"vlm"``;
     ``backend_kwargs`` go to the backend's constructor (``progress``, ``prefix_reuse``...).
     """
+    common: dict[str, Any] = {
+        "device": spec.device,
+        "dtype": spec.dtype,
+        "trust_remote_code": spec.trust_remote_code,
+        "options": spec.load_options(),
+        "batch_size": spec.batch_size,
+        **backend_kwargs,
+    }
     if spec.backend == "vlm":
         from biasaudit.backend.vlm import VLMBackend
 
-        return VLMBackend.from_spec(
-            spec.model,
-            device=spec.device,
-            dtype=spec.dtype,
-            trust_remote_code=spec.trust_remote_code,
-            options=spec.load_options(),
-            batch_size=spec.batch_size,
-            **backend_kwargs,
-        )
+        return VLMBackend.from_spec(spec.model, **common)
     from biasaudit.backend.hf import HFBackend
 
-    return HFBackend.from_spec(
-        spec.model,
-        device=spec.device,
-        dtype=spec.dtype,
-        trust_remote_code=spec.trust_remote_code,
-        options=spec.load_options(),
-        batch_size=spec.batch_size,
-        max_length=spec.model_args.get("max_length"),
-        **backend_kwargs,
-    )
+    return HFBackend.from_spec(spec.model, max_length=spec.model_args.get("max_length"), **common)
