@@ -24,6 +24,7 @@ from biasaudit.audit.store import STORE_FILE, RequestStore, StoredBackend
 from biasaudit.audit.suites import resolve_suites
 from biasaudit.backend.protocol import Backend
 from biasaudit.backend.spec import load_backend
+from biasaudit.errors import InvalidRequestError
 from biasaudit.jsonio import read_json, remove_stale_temporaries, write_json_atomic, write_jsonl_atomic
 
 
@@ -76,6 +77,8 @@ def run_audit(
     console = console or Console(stderr=True)
     suites = resolve_suites(config.suites)  # fail on a typo before loading a model
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InvalidRequestError(f"--out {out} is a file; name a folder (it is created if missing)")
     suite_dir = out / "suites"
     if backend is None:
         with console.status(f"loading model {config.model!r}"):

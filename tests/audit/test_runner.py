@@ -10,7 +10,7 @@ import torch
 from biasaudit.audit import SUITES, RunConfig, run_audit
 from biasaudit.audit.suites import Suite, resolve_suites
 from biasaudit.backend.spec import BackendSpec
-from biasaudit.errors import ConfigError
+from biasaudit.errors import ConfigError, InvalidRequestError
 
 
 def _config(model: str = "m", *, model_args=None, device=None, batch_size="auto", **kwargs) -> RunConfig:
@@ -117,3 +117,11 @@ def test_each_suite_owns_its_headline(monkeypatch):
         "P(Yes | content-free) = 0.300 [0.200, 0.400] (0.5 = no prior); No preferred on 90% of 40 prompts"
     )
     assert headline("crows_pairs", {"overall": {"pct_stereotype": {"value": 55.0}}}) == "pct_stereotype=55.00"
+
+
+def test_out_that_is_a_file_fails_before_loading_a_model(tmp_path):
+    afile = tmp_path / "results"
+    afile.write_text("not a folder")
+    with pytest.raises(InvalidRequestError, match="is a file; name a folder"):
+        run_audit(_config("does-not-matter", suites=["yesno_prior"]), afile)
+    assert afile.read_text() == "not a folder"
