@@ -89,7 +89,7 @@ def run_audit(
         (out / STORE_FILE).unlink(missing_ok=True)
     identity = backend_identity(backend)
     store = RequestStore(out / STORE_FILE)
-    stored = StoredBackend(backend, store, identity, config.request_chunk)
+    stored = StoredBackend(backend, store, identity, config.request_chunk, record=config.log_samples)
     results: dict[str, Any] = {}
     try:
         for i, suite in enumerate(suites, 1):
@@ -107,7 +107,6 @@ def run_audit(
                 continue
             console.print(f"[{i}/{len(suites)}] {suite.name}: {suite.description}")
             started = time.perf_counter()
-            stored.take_samples()
             result = suite.run(stored, config)  # type: ignore[arg-type]  # StoredBackend delegates the rest
             samples = stored.take_samples()
             if config.log_samples:

@@ -66,11 +66,18 @@ class StoredBackend:
     chunk_size: requests per stored unit. Smaller loses less work on a kill; larger batches better on a
         GPU. The chunks are part of the computation (batch composition), so they are part of the key.
     Counts: ``reused`` / ``computed`` chunks since construction. ``samples`` holds the requests and
-    results since the last ``take_samples()`` (the ``--log-samples`` record of one suite).
+    results since the last ``take_samples()`` (the ``--log-samples`` record of one suite); with
+    ``record=False`` nothing is kept, so a run without ``--log-samples`` holds no copy of its requests.
     """
 
     def __init__(
-        self, backend: Backend, store: RequestStore, identity: dict[str, Any], chunk_size: int = DEFAULT_CHUNK_SIZE
+        self,
+        backend: Backend,
+        store: RequestStore,
+        identity: dict[str, Any],
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        *,
+        record: bool = True,
     ) -> None:
         if chunk_size < 1:
             raise InvalidRequestError(f"chunk_size must be at least 1, got {chunk_size}")
@@ -80,6 +87,7 @@ class StoredBackend:
         self.chunk_size = chunk_size
         self.reused = 0
         self.computed = 0
+        self.record = record
         self.samples: list[dict[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:  # name, n_layers, fingerprint, hidden_states, format_chat...
@@ -111,10 +119,11 @@ class StoredBackend:
             else:
                 self.reused += 1
             results.extend(value)
-        self.samples.extend(
-            {"method": method, **options, "request": request, "result": result}
-            for request, result in zip(requests, results, strict=True)
-        )
+        if self.record:
+            self.samples.extend(
+                {"method": method, **options, "request": request, "result": result}
+                for request, result in zip(requests, results, strict=True)
+            )
         return results
 
     # ------------------------------------------------------------------ stored methods
