@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import biasaudit
 from biasaudit.audit import SUITES
-from biasaudit.audit.suites import Suite
 from biasaudit.cli import app
+from biasaudit.suite import SkippedResult, Suite
 
 runner = CliRunner()
 
@@ -40,7 +40,7 @@ def test_an_internal_failure_is_exit_1(tmp_path, tiny_model, tokenizer, monkeypa
     def broken(backend, config):
         raise RuntimeError("a bug")
 
-    monkeypatch.setitem(SUITES, "broken", Suite("broken", "fails", broken))
+    monkeypatch.setitem(SUITES, "broken", Suite("broken", "fails", broken, SkippedResult))
     folder = tmp_path / "tiny"
     tiny_model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -21,11 +21,11 @@ from rich.console import Console
 from biasaudit import __version__
 from biasaudit.audit.config import RunConfig
 from biasaudit.audit.store import STORE_FILE, RequestStore, StoredBackend
-from biasaudit.audit.suites import resolve_suites
 from biasaudit.backend.protocol import Backend
 from biasaudit.backend.spec import load_backend
-from biasaudit.errors import InvalidRequestError
+from biasaudit.errors import ConfigError, InvalidRequestError
 from biasaudit.jsonio import read_json, remove_stale_temporaries, write_json_atomic, write_jsonl_atomic
+from biasaudit.suite import Suite, SuiteResult, resolve_suites
 
 
 def _environment() -> dict[str, Any]:
@@ -65,6 +65,30 @@ def backend_identity(backend: Backend) -> dict[str, Any]:
     return {"weights": backend.fingerprint, "device_type": device, "biasaudit": __version__}
 
 
+def _entry(result: SuiteResult, fingerprint: str, seconds: float) -> dict[str, Any]:
+    """A suite's saved record: the result, its headline and findings, and what made it."""
+    return {
+        "fingerprint": fingerprint,
+        "seconds": round(seconds, 2),
+        "headline": result.headline(),
+        "findings": [finding.to_dict() for finding in result.findings()],
+        "result": result.to_dict(),
+    }
+
+
+def _reusable(suite: Suite, cached: Any, fingerprint: str) -> dict[str, Any] | None:
+    """A saved suite record made with the same fingerprint that this version still reads, else None."""
+    if not isinstance(cached, dict) or cached.get("fingerprint") != fingerprint:
+        return None
+    if not {"headline", "findings", "result"} <= set(cached):
+        return None
+    try:
+        suite.load(cached["result"])
+    except (ConfigError, KeyError, TypeError):
+        return None  # written by another version of the suite: recompute
+    return cached
+
+
 def run_audit(
     config: RunConfig,
     out: Path,
@@ -96,26 +120,19 @@ def run_audit(
             fingerprint = config.suite_fingerprint(suite.name, identity)
             path = suite_dir / f"{suite.name}.json"
             samples_path = out / "samples" / f"{suite.name}.jsonl"
-            cached = None if force else read_json(path)
-            if (
-                isinstance(cached, dict)
-                and cached.get("fingerprint") == fingerprint
-                and (samples_path.is_file() or not config.log_samples)
-            ):
+            cached = None if force else _reusable(suite, read_json(path), fingerprint)
+            if cached is not None and (samples_path.is_file() or not config.log_samples):
                 console.print(f"[{i}/{len(suites)}] {suite.name}: reusing {path}")
                 results[suite.name] = cached
                 continue
             console.print(f"[{i}/{len(suites)}] {suite.name}: {suite.description}")
             started = time.perf_counter()
             result = suite.run(stored, config)  # type: ignore[arg-type]  # StoredBackend delegates the rest
-            samples = stored.take_samples()
+            requests = stored.take_samples()
             if config.log_samples:
-                write_jsonl_atomic(samples_path, samples)
-            entry = {
-                "fingerprint": fingerprint,
-                "seconds": round(time.perf_counter() - started, 2),
-                "result": result,
-            }
+                examples = [{"type": "example", **row} for row in result.samples()]
+                write_jsonl_atomic(samples_path, examples + [{"type": "request", **row} for row in requests])
+            entry = _entry(result, fingerprint, time.perf_counter() - started)
             write_json_atomic(path, entry)
             results[suite.name] = entry
     finally:

@@ -73,7 +73,7 @@ def models() -> None:
 @app.command()
 def suites() -> None:
     """List the audit suites."""
-    from biasaudit.audit.suites import SUITES
+    from biasaudit.audit import SUITES
 
     table = Table(title="audit suites")
     table.add_column("suite")
@@ -122,7 +122,6 @@ def audit(
 ) -> None:
     """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
     from biasaudit.audit import RunConfig, run_audit
-    from biasaudit.audit.suites import headline
 
     try:
         config = RunConfig(
@@ -144,7 +143,7 @@ def audit(
     table.add_column("suite")
     table.add_column("headline")
     for name, entry in summary["suites"].items():
-        table.add_row(name, headline(name, entry["result"]))
+        table.add_row(name, entry["headline"])
     console.print(table)
     console.print(f"results: {os.path.abspath(path)}")
 

@@ -10,6 +10,7 @@ prefix sharing apply across the whole set. Definitions, conventions and sources:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,16 @@ __all__ = [
 ]
 
 
+# Each benchmark's estimator from the audit's settings; ``apply_chat_template`` matters only to the
+# question-style benchmarks (BBQ, WinoBias): CrowS-Pairs and StereoSet score bare sentences.
+ESTIMATORS: dict[str, Callable[[int | None, int, bool], CrowSPairs | BBQ | StereoSet | WinoBias]] = {
+    "crows_pairs": lambda limit, seed, chat: CrowSPairs(limit=limit, seed=seed),
+    "bbq": lambda limit, seed, chat: BBQ(limit=limit, seed=seed, apply_chat_template=chat),
+    "stereoset": lambda limit, seed, chat: StereoSet(limit=limit, seed=seed),
+    "winobias": lambda limit, seed, chat: WinoBias(limit=limit, seed=seed, apply_chat_template=chat),
+}
+
+
 def run_benchmark(
     name: str,
     backend: Backend,
@@ -50,24 +61,18 @@ def run_benchmark(
     seed: int = 0,
     source: str | Path | None = None,
     apply_chat_template: bool = False,
+    include_items: bool = False,
 ) -> dict[str, Any]:
     """Benchmark ``name`` as an audit suite: its JSON-ready result, or ``{"skipped": reason}`` when its
     data are absent. ``apply_chat_template`` applies to the question-style benchmarks (BBQ, WinoBias);
     CrowS-Pairs and StereoSet score bare sentences, where a chat turn has no place, and say so.
+    ``include_items`` adds the per-item scores (``"items"``).
     """
-    estimator: CrowSPairs | BBQ | StereoSet | WinoBias
-    if name == "crows_pairs":
-        estimator = CrowSPairs(limit=limit, seed=seed)
-    elif name == "bbq":
-        estimator = BBQ(limit=limit, seed=seed, apply_chat_template=apply_chat_template)
-    elif name == "stereoset":
-        estimator = StereoSet(limit=limit, seed=seed)
-    elif name == "winobias":
-        estimator = WinoBias(limit=limit, seed=seed, apply_chat_template=apply_chat_template)
-    else:
+    if name not in ESTIMATORS:
         raise InvalidRequestError(f"unknown benchmark {name!r}; available: {list(BENCHMARKS)}")
+    estimator = ESTIMATORS[name](limit, seed, apply_chat_template)
     try:
-        result = estimator.evaluate(backend, source).to_dict()
+        result = estimator.evaluate(backend, source).to_dict(include_items=include_items)
     except DatasetNotFoundError as exc:
         return {"skipped": str(exc)}
     if apply_chat_template and name in ("crows_pairs", "stereoset"):

@@ -117,7 +117,7 @@ class ContentFreeYesNoPrior:
 
     Attributes after ``fit``
     ------------------------
-    p_yes_: (n_prompts,) P(Yes) renormalised over {Yes, No}, per prompt.
+    prompts_: the prompts scored.  p_yes_: (n_prompts,) P(Yes) renormalised over {Yes, No}, per prompt.
     mean_p_yes_: its mean; 0.5 is unbiased.  ci_: 95% interval of the mean over templates and inputs
         (``crossed_mean_interval``).
     no_rate_: share of prompts where No is the more likely answer.
@@ -145,6 +145,7 @@ class ContentFreeYesNoPrior:
         labels = prompt_set.chat_labels if self.apply_chat_template else prompt_set.labels
         log_probs = backend.label_log_probs([p for _, p in pairs], labels, apply_chat_template=self.apply_chat_template)
         probs = np.exp(log_probs)
+        self.prompts_ = [p for _, p in pairs]
         self.labels_ = list(labels)
         self.label_mass_ = float(probs.sum(axis=1).mean())
         self.p_yes_ = probs[:, 0] / probs.sum(axis=1)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
 
 from biasaudit.audit import SUITES, RunConfig, run_audit
-from biasaudit.audit.suites import Suite, resolve_suites
 from biasaudit.backend.spec import BackendSpec
 from biasaudit.errors import ConfigError, InvalidRequestError
+from biasaudit.suite import Suite, SuiteResult, resolve_suites
 
 
 def _config(model: str = "m", *, model_args=None, device=None, batch_size="auto", **kwargs) -> RunConfig:
@@ -50,15 +52,24 @@ def test_unknown_suite_fails_before_loading_a_model(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@dataclass
+class CountingResult(SuiteResult):
+    suite: ClassVar[str] = "counting"
+    value: int
+
+    def headline(self) -> str:
+        return f"call {self.value}"
+
+
 @pytest.fixture
 def counting_suite(monkeypatch):
     calls = []
 
     def run(backend, config):
         calls.append(config.limit)
-        return {"value": len(calls)}
+        return CountingResult(len(calls))
 
-    monkeypatch.setitem(SUITES, "counting", Suite("counting", "test suite", run))
+    monkeypatch.setitem(SUITES, "counting", Suite("counting", "test suite", run, CountingResult))
     return calls
 
 
@@ -107,16 +118,21 @@ def test_all_suites_when_none_named():
     assert [s.name for s in resolve_suites(["yesno_prior", "yesno_prior"])] == ["yesno_prior"]
 
 
-def test_each_suite_owns_its_headline(monkeypatch):
-    from biasaudit.audit.suites import headline
+def test_the_saved_record_holds_headline_and_findings(tmp_path, tiny_backend, counting_suite):
+    doc = json.loads(run_audit(_config("tiny", suites=["counting"]), tmp_path, backend=tiny_backend).read_text())
+    assert doc["suites"]["counting"]["headline"] == "call 1"
+    assert doc["suites"]["counting"]["findings"] == []
 
-    monkeypatch.setitem(SUITES, "h", Suite("h", "test", lambda b, c: {}, headline=lambda r: f"n={r['n']}"))
-    assert headline("h", {"n": 3}) == "n=3"
-    assert headline("h", {"skipped": "no data"}) == "skipped: no data"
-    assert headline("yesno_prior", {"ci95": [0.2, 0.4], "mean_p_yes": 0.3, "no_rate": 0.9, "n_prompts": 40}) == (
-        "P(Yes | content-free) = 0.300 [0.200, 0.400] (0.5 = no prior); No preferred on 90% of 40 prompts"
-    )
-    assert headline("crows_pairs", {"overall": {"pct_stereotype": {"value": 55.0}}}) == "pct_stereotype=55.00"
+
+def test_a_record_this_version_cannot_read_is_recomputed(tmp_path, tiny_backend, counting_suite):
+    config = _config("tiny", suites=["counting"])
+    run_audit(config, tmp_path, backend=tiny_backend)
+    path = tmp_path / "suites" / "counting.json"
+    record = json.loads(path.read_text())
+    record["result"]["renamed_field"] = record["result"].pop("value")  # same fingerprint, other shape
+    path.write_text(json.dumps(record))
+    run_audit(config, tmp_path, backend=tiny_backend)
+    assert counting_suite == [None, None]
 
 
 def test_out_that_is_a_file_fails_before_loading_a_model(tmp_path):

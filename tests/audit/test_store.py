@@ -76,8 +76,10 @@ def test_log_samples_and_resume_from_the_store(tiny_backend, tmp_path):
     assert doc2["requests"] == {"chunks_reused": doc["requests"]["chunks_computed"], "chunks_computed": 0}
     assert doc2["suites"]["yesno_prior"]["result"] == doc["suites"]["yesno_prior"]["result"]
     rows = [json.loads(line) for line in (tmp_path / "samples" / "yesno_prior.jsonl").read_text().splitlines()]
-    assert len(rows) == doc["suites"]["yesno_prior"]["result"]["n_prompts"]
-    assert rows[0]["method"] == "label_log_probs" and len(rows[0]["result"]) == 2
+    n = doc["suites"]["yesno_prior"]["result"]["n_prompts"]
+    assert [row["type"] for row in rows] == ["example"] * n + ["request"] * n
+    assert set(rows[0]) == {"type", "prompt", "p_yes"} and rows[0]["prompt"] == rows[n]["request"]
+    assert rows[n]["method"] == "label_log_probs" and len(rows[n]["result"]) == 2
 
 
 # ------------------------------------------------------------------------------------------ kill -9

@@ -9,7 +9,9 @@ import pytest
 from conftest import SHARED_DATA, save_split_sign_sae
 from typer.testing import CliRunner
 
+from biasaudit.audit import SUITES
 from biasaudit.cli import app
+from biasaudit.suite import excludes
 
 runner = CliRunner()
 
@@ -42,9 +44,17 @@ def test_audit_traditional_metric_suites(tmp_path, default_model_dir):
         pytest.skip(f"needs the public datasets in {SHARED_DATA} (CI has them; a user checkout does not)")
     out = tmp_path / "report"
     args = ["audit", "default", "--suite", "crows_pairs,bbq,stereoset", "--limit", "24", "--out", str(out)]
-    result = runner.invoke(app, [*args, "--data-dir", str(SHARED_DATA)])
+    result = runner.invoke(app, [*args, "--data-dir", str(SHARED_DATA), "--log-samples"])
     assert result.exit_code == 0, result.output
     suites = json.loads((out / "results.json").read_text())["suites"]
     assert set(suites) == {"crows_pairs", "bbq", "stereoset"}
     assert suites["crows_pairs"]["result"]["overall"]["n_pairs"] == 24
     assert "by_category" in suites["bbq"]["result"] and "by_bias_type" in suites["stereoset"]["result"]
+    for name, entry in suites.items():
+        assert SUITES[name].load(entry["result"]).to_dict() == entry["result"]
+        assert entry["headline"] == SUITES[name].load(entry["result"]).headline() != ""
+        for finding in entry["findings"]:
+            assert excludes(finding["ci95"], finding["null"]) and finding["reading"].endswith(".")
+    rows = [json.loads(line) for line in (out / "samples" / "crows_pairs.jsonl").read_text().splitlines()]
+    items = [row for row in rows if row["type"] == "example"]
+    assert len(items) == 24 and {"kind", "pair_id", "logprob_more", "logprob_less"} <= set(items[0])

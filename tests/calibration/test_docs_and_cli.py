@@ -93,4 +93,5 @@ def test_icl_suite_without_data_says_skipped(tmp_path, monkeypatch, tiny_backend
 
     monkeypatch.setattr(datasets, "default_data_dir", missing)
     result = SUITES["icl"].run(tiny_backend, RunConfig(backend=BackendSpec(model="tiny")))
-    assert result == {"skipped": "no data folder found; pass --data-dir"}
+    assert result.to_dict() == {"skipped": "no data folder found; pass --data-dir"}
+    assert result.headline() == "skipped: no data folder found; pass --data-dir"

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from biasaudit.cli import app
+from biasaudit.negbias.suite import NegBiasResult
 
 runner = CliRunner()
 
@@ -64,9 +65,15 @@ def test_build_then_eval_on_the_default_model(tmp_path, default_model_dir):
 @pytest.mark.slow
 def test_audit_negbias_suite(tmp_path, default_model_dir):
     out = tmp_path / "report"
-    result = runner.invoke(app, ["audit", "default", "--suite", "negbias", "--limit", "6", "--out", str(out)])
+    args = ["audit", "default", "--suite", "negbias", "--limit", "6", "--out", str(out), "--log-samples"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    suite = json.loads((out / "results.json").read_text())["suites"]["negbias"]["result"]
+    entry = json.loads((out / "results.json").read_text())["suites"]["negbias"]
+    suite = entry["result"]
+    assert entry["headline"] == NegBiasResult.from_dict(suite).headline() and isinstance(entry["findings"], list)
+    rows = [json.loads(line) for line in (out / "samples" / "negbias.jsonl").read_text().splitlines()]
+    kinds = [row.get("kind") for row in rows if row["type"] == "example"]
+    assert kinds.count("question") == 6 and kinds.count("prediction") > 0
     assert suite["config"]["limit"] == 6 and suite["set"]["n_items"] == 12
     assert set(suite["results"]) == {"plain", "context", "idk", "cot", "negated", "swapped", "true_false"}
     assert suite["scenarios"]["context"]["n_asked"] == 0  # the shipped facts carry no context
