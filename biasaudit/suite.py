@@ -27,7 +27,6 @@ from biasaudit.errors import ConfigError, InvalidRequestError
 
 if TYPE_CHECKING:
     from biasaudit.audit.config import RunConfig
-    from biasaudit.backend.protocol import Backend
 
 # The modules whose import registers the built-in suites, in the order ``biasaudit audit`` runs them.
 SUITE_MODULES = (
@@ -35,6 +34,7 @@ SUITE_MODULES = (
     "biasaudit.calibration.suite",
     "biasaudit.biaslens.suite",
     "biasaudit.metrics.suite",
+    "biasaudit.lvlm.suite",
 )
 
 
@@ -157,17 +157,22 @@ class SkippedResult(SuiteResult):
         return f"skipped: {self.skipped}"
 
 
-SuiteFn = Callable[["Backend", "RunConfig"], SuiteResult]
+# ``(backend, config) -> result``: the backend is a ``Backend`` (text) or a ``VisionBackend`` (``vlm``).
+SuiteFn = Callable[[Any, "RunConfig"], SuiteResult]
 
 
 @dataclass(frozen=True)
 class Suite:
-    """A registered measurement: ``run(backend, config) -> result_type`` (or a ``SkippedResult``)."""
+    """A registered measurement: ``run(backend, config) -> result_type`` (or a ``SkippedResult``).
+
+    ``backend`` is the kind of model it measures: ``hf`` (text) or ``vlm`` (vision-language).
+    """
 
     name: str
     description: str
     run: SuiteFn
     result_type: type[SuiteResult]
+    backend: str = "hf"
 
     def load(self, data: Mapping[str, Any]) -> SuiteResult:
         """A saved result read back (``ConfigError`` when it does not match this version's fields)."""
@@ -179,13 +184,15 @@ class Suite:
 SUITES: dict[str, Suite] = {}
 
 
-def register_suite(name: str, description: str, result_type: type[SuiteResult]) -> Callable[[SuiteFn], SuiteFn]:
-    """Decorator: make ``fn(backend, config) -> result_type`` available as suite ``name``."""
+def register_suite(
+    name: str, description: str, result_type: type[SuiteResult], *, backend: str = "hf"
+) -> Callable[[SuiteFn], SuiteFn]:
+    """Decorator: make ``fn(backend, config) -> result_type`` available as suite ``name`` for ``backend`` models."""
 
     def wrap(fn: SuiteFn) -> SuiteFn:
         if name in SUITES:
             raise InvalidRequestError(f"suite {name!r} is registered twice")
-        SUITES[name] = Suite(name=name, description=description, run=fn, result_type=result_type)
+        SUITES[name] = Suite(name=name, description=description, run=fn, result_type=result_type, backend=backend)
         return fn
 
     return wrap
@@ -198,12 +205,21 @@ def builtin_suites() -> dict[str, Suite]:
     return SUITES
 
 
-def resolve_suites(names: list[str]) -> list[Suite]:
-    """The suites named (all of them when ``names`` is empty), refusing unknown names."""
+def resolve_suites(names: list[str], backend: str = "hf") -> list[Suite]:
+    """The suites named (every suite for this kind of model when ``names`` is empty), refusing unknown
+    names and suites for another kind of model (a text suite on a vision-language model, or the reverse)."""
     suites = builtin_suites()
     if not names:
-        return list(suites.values())
+        return [suite for suite in suites.values() if suite.backend == backend]
     unknown = [n for n in names if n not in suites]
     if unknown:
         raise InvalidRequestError(f"unknown suite(s) {unknown}; available: {sorted(suites)}")
+    other = [n for n in names if suites[n].backend != backend]
+    if other:
+        kinds = {"hf": "text", "vlm": "vision-language"}
+        fits = sorted(s.name for s in suites.values() if s.backend == backend)
+        raise InvalidRequestError(
+            f"suite(s) {other} measure {kinds.get(suites[other[0]].backend, suites[other[0]].backend)} models; "
+            f"this model is loaded as {kinds.get(backend, backend)}: choose among {fits}"
+        )
     return [suites[n] for n in dict.fromkeys(names)]

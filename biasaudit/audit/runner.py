@@ -4,8 +4,8 @@ Each finished suite is saved at once to ``<out>/suites/<name>.json`` with a fing
 settings that shaped it and of the loaded weights (``backend_identity``). A re-run with the same
 settings and weights reuses those files, so an interrupted audit continues where it stopped;
 ``force=True`` recomputes. Within a suite, scored requests are stored in chunks as they finish
-(``audit/store.py``), so a suite killed half-way recomputes only the chunks in flight. Nothing is
-written outside ``out``.
+(``audit/store.py``), so a suite killed half-way recomputes only the chunks in flight; a
+vision-language suite (``lvlm``) resumes as a whole. Nothing is written outside ``out``.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def run_audit(
 ) -> Path:
     """Run ``config``'s suites, save each as it finishes, and write ``out/results.json``."""
     console = console or Console(stderr=True)
-    suites = resolve_suites(config.suites)  # fail on a typo before loading a model
+    suites = resolve_suites(config.suites, config.backend.backend)  # fail on a typo before loading a model
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InvalidRequestError(f"--out {out} is a file; name a folder (it is created if missing)")
@@ -127,7 +127,9 @@ def run_audit(
                 continue
             console.print(f"[{i}/{len(suites)}] {suite.name}: {suite.description}")
             started = time.perf_counter()
-            result = suite.run(stored, config)  # type: ignore[arg-type]  # StoredBackend delegates the rest
+            # The request store keys text requests; a vision suite's image requests run unstored.
+            target = stored if suite.backend == "hf" else backend
+            result = suite.run(target, config)
             requests = stored.take_samples()
             if config.log_samples:
                 examples = [{"type": "example", **row} for row in result.samples()]

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from biasaudit.models import LoadOptions
 
 BACKENDS = ("hf", "vlm")
+# ``BackendSpec.parse(backend="auto")`` picks one of BACKENDS from the model's config (``detect_backend``).
+AUTO = "auto"
 
 # key -> (type, what it does). The order is the order ``--help`` lists them in.
 MODEL_ARGS: dict[str, tuple[type, str]] = {
@@ -148,7 +150,10 @@ class BackendSpec:
         dtype: str | None = None,
         trust_remote_code: bool = False,
     ) -> BackendSpec:
-        """Build a spec from command-line values; ``--dtype`` / ``--trust-remote-code`` are model_args shorthands."""
+        """Build a spec from command-line values; ``--dtype`` / ``--trust-remote-code`` are model_args shorthands.
+
+        ``backend="auto"`` reads the model's config and picks ``vlm`` for a vision-language model, else ``hf``.
+        """
         args = parse_model_args(model_args)
         for key, value, unset in (("dtype", dtype, None), ("trust_remote_code", trust_remote_code, False)):
             if value == unset:
@@ -156,6 +161,8 @@ class BackendSpec:
             if key in args and _coerce(key, args[key]) != value:
                 raise ConfigError(f"--{key.replace('_', '-')} and model_args {key}={args[key]} disagree")
             args[key] = value
+        if backend == AUTO:
+            backend = detect_backend(model, args)
         return cls(model=model, backend=backend, model_args=args, device=device, batch_size=batch_size)
 
     # ------------------------------------------------------------------ views
@@ -196,6 +203,37 @@ class BackendSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackendSpec:
         return dataclass_from_dict(cls, data, "backend-spec")
+
+
+def detect_backend(model: str, model_args: dict[str, Any] | None = None) -> str:
+    """``vlm`` when ``model``'s config describes a vision-language model (it has a ``vision_config``), else ``hf``.
+
+    The default model and ``.gguf`` files are text models. A folder's ``config.json`` is read directly; a
+    hub id's config is fetched (or read from the local cache) with its revision. A config that cannot be
+    read leaves ``hf``: loading then fails with its own clear error.
+    """
+    import json
+    from pathlib import Path
+
+    if model == "default" or model.endswith(".gguf"):
+        return "hf"
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return "hf"
+        return "vlm" if isinstance(config, dict) and "vision_config" in config else "hf"
+    args = model_args or {}
+    try:
+        from transformers import AutoConfig
+
+        hub_config = AutoConfig.from_pretrained(
+            model, revision=args.get("revision"), trust_remote_code=bool(args.get("trust_remote_code", False))
+        )
+    except (OSError, ValueError):
+        return "hf"
+    return "vlm" if getattr(hub_config, "vision_config", None) is not None else "hf"
 
 
 def load_backend(spec: BackendSpec, **backend_kwargs: Any) -> Any:

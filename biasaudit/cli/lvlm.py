@@ -72,36 +72,29 @@ def lvlm(
     from biasaudit.backend.spec import load_backend
     from biasaudit.jsonio import write_json_atomic
     from biasaudit.lvlm import probe as probes
-    from biasaudit.lvlm.evaluate import LVLMEvaluator
+    from biasaudit.lvlm.evaluate import LVLMEvalConfig
     from biasaudit.lvlm.report import format_change, render_html, render_markdown
+    from biasaudit.lvlm.suite import evaluate_lvlm
 
+    params = {
+        "mitigations": _split(mitigations), "references": _split(references), "posthoc_mode": posthoc_mode,
+        "posthoc_epsilon": posthoc_epsilon, "alpha": alpha, "beta": beta, "max_new_tokens": max_new_tokens,
+    }  # fmt: skip
     try:
-        evaluator = LVLMEvaluator(
-            mitigations=_split(mitigations), references=_split(references), posthoc_mode=posthoc_mode,
-            posthoc_epsilon=posthoc_epsilon, alpha=alpha, beta=beta, max_new_tokens=max_new_tokens, seed=seed,
-        )  # fmt: skip
+        LVLMEvalConfig.from_dict({**params, "seed": seed}).validate()  # before any weights load
         saved = Path(probe)
         if saved.is_dir():
             items = probes.load_probe(saved)
         else:
             items = probes.make_probe(probe, n, seed=seed, image_size=image_size)
         backend = load_backend(spec)
-        evaluator.fit(backend, items)
+        evaluated = evaluate_lvlm(backend, items, probe=probe, seed=seed, image_size=image_size, **params)
     except BiasAuditError as exc:
         raise fail(exc) from exc
     out.mkdir(parents=True, exist_ok=True)
     if save_probe:
         probes.save_probe(items, out / "probe")
-    result = {
-        "model": backend.name,
-        "fingerprint": backend.fingerprint,
-        "probe": probe,
-        "n_items": len(items),
-        "seed": seed,
-        "image_size": image_size,
-        "text_only_supported": backend.text_only_supported,
-        **evaluator.to_dict(include_predictions=True),
-    }
+    result = evaluated.to_dict()
     write_json_atomic(out / "lvlm.json", result)
     (out / "lvlm.md").write_text(render_markdown(result))
     (out / "lvlm.html").write_text(render_html(result))
@@ -109,7 +102,7 @@ def lvlm(
     columns = ("method", "split", "accuracy [95% CI]", "vs peer [95% CI]", "F1", "yes-ratio [95% CI]", "parse fail")
     for column in columns:
         table.add_column(column, no_wrap=True)
-    for method, by_split in evaluator.results_.items():
+    for method, by_split in evaluated.results.items():
         for split, m in by_split.items():
             table.add_row(
                 method, split, _with_ci(m, "accuracy", 3),

@@ -77,14 +77,16 @@ def suites() -> None:
 
     table = Table(title="audit suites")
     table.add_column("suite")
+    table.add_column("models")
     table.add_column("what it measures")
+    kinds = {"hf": "text", "vlm": "vision-language"}
     for suite in SUITES.values():
-        table.add_row(suite.name, suite.description)
+        table.add_row(suite.name, kinds.get(suite.backend, suite.backend), suite.description)
     console.print(table)
 
 
 @app.command()
-@with_model_options()
+@with_model_options(backend="auto")
 def audit(
     model: ModelArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; nothing is written outside it.")],
@@ -120,7 +122,10 @@ def audit(
     *,
     spec: BackendSpec,
 ) -> None:
-    """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept)."""
+    """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept).
+
+    A vision-language MODEL (its config has a vision_config) runs the suites for such models (lvlm).
+    """
     from biasaudit.audit import RunConfig, run_audit
 
     try:

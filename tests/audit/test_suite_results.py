@@ -8,6 +8,7 @@ from biasaudit.audit import SUITES
 from biasaudit.biaslens.suite import BiasLensSuiteResult
 from biasaudit.calibration.suite import ICLResult
 from biasaudit.errors import ConfigError
+from biasaudit.lvlm.suite import LVLMResult
 from biasaudit.metrics.suite import CrowSPairsSuiteResult, StereoSetSuiteResult, WinoBiasSuiteResult
 from biasaudit.negbias.suite import NegBiasResult, YesNoPriorResult
 from biasaudit.suite import Finding, SkippedResult, excludes, finding_from_estimate
@@ -131,3 +132,53 @@ def test_biaslens_and_icl_findings():
     )  # fmt: skip
     assert [f.effect for f in icl.findings()] == ["vanilla_label_bias[sst2]", "domain_label_bias[sst2]"]
     assert icl.headline() == "sst2 F1 0.40 -> 0.60 (DC +0.20)"
+
+
+# ------------------------------------------------------------------------------ vision-language models
+def test_suites_follow_the_kind_of_model():
+    from biasaudit.errors import InvalidRequestError
+    from biasaudit.suite import resolve_suites
+
+    assert [s.name for s in resolve_suites([], "vlm")] == ["lvlm"]
+    assert "lvlm" not in [s.name for s in resolve_suites([], "hf")]
+    with pytest.raises(InvalidRequestError, match=r"\['icl'\] measure text models; this model is loaded as vision"):
+        resolve_suites(["lvlm", "icl"], "vlm")
+    with pytest.raises(InvalidRequestError, match="measure vision-language models"):
+        resolve_suites(["lvlm"], "hf")
+
+
+def test_the_backend_kind_is_read_from_the_models_config(tmp_path):
+    import json
+
+    from biasaudit.backend.spec import BackendSpec, detect_backend
+
+    vision, text = tmp_path / "vision", tmp_path / "text"
+    for folder, config in ((vision, {"model_type": "llava", "vision_config": {}}), (text, {"model_type": "llama"})):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+    assert detect_backend(str(vision)) == "vlm" and detect_backend(str(text)) == "hf"
+    assert detect_backend("default") == "hf" and detect_backend(str(tmp_path / "m.gguf")) == "hf"
+    assert detect_backend(str(tmp_path)) == "hf"  # no config.json: loading will say what is missing
+    assert BackendSpec.parse(str(vision), backend="auto").backend == "vlm"
+    # max_length is a text-backend key: refused once the model is known to be a VLM
+    with pytest.raises(ConfigError, match="for the vlm backend"):
+        BackendSpec.parse(str(vision), backend="auto", model_args="max_length=64")
+
+
+def test_lvlm_result_findings_read_the_yes_ratio_and_the_paired_change():
+    def metrics(yes, yes_ci, change=None):
+        out = {"n": 90, "accuracy": 0.6, "yes_ratio": yes, "yes_ratio_ci": yes_ci, "gold_yes_ratio": 0.5}
+        return {**out, "accuracy_change": change} if change else out
+
+    change = {"vs": "none", "delta": 0.1, "ci": [0.04, 0.16], "n": 90}
+    result = LVLMResult(
+        model="m", fingerprint="f", probe="pope", n_items=90, seed=0, image_size=224, text_only_supported=True,
+        method="lvlm_prior_debias", config={}, posthoc={}, predictions=[{"id": "q1"}],
+        results={"blind": {"all": metrics(0.8, [0.7, 0.9])}, "posthoc": {"all": metrics(0.52, [0.4, 0.6], change)}},
+    )  # fmt: skip
+    found = {f.effect: f for f in result.findings()}
+    assert sorted(found) == ["accuracy_change[posthoc]", "yes_ratio[blind]"]
+    assert "without the image" in found["yes_ratio[blind]"].reading and found["yes_ratio[blind]"].null == 0.5
+    assert found["accuracy_change[posthoc]"].reading.startswith("Accuracy after post-hoc debias differs by +0.100")
+    assert result.headline() == "blind acc 0.60, yes 80%; posthoc acc 0.60, yes 52%"
+    assert LVLMResult.from_dict(result.to_dict()) == result and result.samples() == [{"kind": "item", "id": "q1"}]
