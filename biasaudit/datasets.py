@@ -46,6 +46,27 @@ def default_data_dir() -> Path:
     )
 
 
+def folder_digest(path: Path) -> str | None:
+    """SHA-256 over every file under ``path`` (relative name and content), or None when it is absent.
+
+    Part of an audit's resume key: an edited or replaced dataset or probe file recomputes the suites
+    that read it. The shipped datasets are a few MB, so hashing them costs milliseconds.
+    """
+    import hashlib
+
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

@@ -166,6 +166,8 @@ class Suite:
     """A registered measurement: ``run(backend, config) -> result_type`` (or a ``SkippedResult``).
 
     ``backend`` is the kind of model it measures: ``hf`` (text) or ``vlm`` (vision-language).
+    ``data`` / ``probes``: the dataset folders (under the data folder) and shipped probe folders (under
+    ``probes/``) it reads; their digests are part of its resume key (``inputs_digest``).
     """
 
     name: str
@@ -173,6 +175,26 @@ class Suite:
     run: SuiteFn
     result_type: type[SuiteResult]
     backend: str = "hf"
+    data: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()
+
+    def inputs_digest(self, data_dir: str | None) -> dict[str, dict[str, str | None]]:
+        """Digest of each dataset and probe folder this suite reads (None: absent)."""
+        from pathlib import Path
+
+        from biasaudit.datasets import default_data_dir, folder_digest
+        from biasaudit.errors import DatasetNotFoundError
+        from biasaudit.probes import probes_dir
+
+        root: Path | None
+        try:
+            root = Path(data_dir) if data_dir else (default_data_dir() if self.data else None)
+        except DatasetNotFoundError:
+            root = None
+        return {
+            "data": {name: folder_digest(root / name) if root else None for name in self.data},
+            "probes": {name: folder_digest(probes_dir() / name) for name in self.probes},
+        }
 
     def load(self, data: Mapping[str, Any]) -> SuiteResult:
         """A saved result read back (``ConfigError`` when it does not match this version's fields)."""
@@ -185,14 +207,21 @@ SUITES: dict[str, Suite] = {}
 
 
 def register_suite(
-    name: str, description: str, result_type: type[SuiteResult], *, backend: str = "hf"
+    name: str,
+    description: str,
+    result_type: type[SuiteResult],
+    *,
+    backend: str = "hf",
+    data: tuple[str, ...] = (),
+    probes: tuple[str, ...] = (),
 ) -> Callable[[SuiteFn], SuiteFn]:
-    """Decorator: make ``fn(backend, config) -> result_type`` available as suite ``name`` for ``backend`` models."""
+    """Decorator: make ``fn(backend, config) -> result_type`` available as suite ``name`` for ``backend``
+    models; ``data`` and ``probes`` name the dataset and probe folders it reads (see ``Suite``)."""
 
     def wrap(fn: SuiteFn) -> SuiteFn:
         if name in SUITES:
             raise InvalidRequestError(f"suite {name!r} is registered twice")
-        SUITES[name] = Suite(name=name, description=description, run=fn, result_type=result_type, backend=backend)
+        SUITES[name] = Suite(name, description, fn, result_type, backend, tuple(data), tuple(probes))
         return fn
 
     return wrap

@@ -63,17 +63,22 @@ class RunConfig:
     def from_json(cls, text: str) -> RunConfig:
         return cls.from_dict(json.loads(text))
 
-    def suite_fingerprint(self, suite: str, identity: dict[str, Any] | None = None) -> str:
-        """Hash of what changes a suite's numbers: the loaded weights (``identity``), the spec, the settings.
+    def suite_fingerprint(
+        self, suite: str, identity: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None
+    ) -> str:
+        """Hash of what changes a suite's numbers: the loaded weights (``identity``), the spec, the settings,
+        and the files it reads (``inputs``).
 
         ``identity`` is what the loaded backend is (``runner.backend_identity``: weights fingerprint,
         which covers the effective dtype, the device type and the biasaudit version), so new weights at
-        the same path, or a resume on another device, recompute instead of reusing. Batch size and the
-        device name are left out: they do not change the numbers.
+        the same path, or a resume on another device, recompute instead of reusing. ``inputs`` holds the
+        digests of the dataset and probe folders the suite reads (``Suite.inputs_digest``), so an edited
+        data file recomputes too. Batch size and the device name are left out: they do not change the numbers.
         """
         key = {
             "suite": suite,
             "identity": identity,
+            "inputs": inputs,
             "backend": self.backend.numeric_key(),
             "limit": self.limit,
             "seed": self.seed,

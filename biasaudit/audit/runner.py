@@ -117,7 +117,7 @@ def run_audit(
     results: dict[str, Any] = {}
     try:
         for i, suite in enumerate(suites, 1):
-            fingerprint = config.suite_fingerprint(suite.name, identity)
+            fingerprint = config.suite_fingerprint(suite.name, identity, suite.inputs_digest(config.data_dir))
             path = suite_dir / f"{suite.name}.json"
             samples_path = out / "samples" / f"{suite.name}.jsonl"
             cached = None if force else _reusable(suite, read_json(path), fingerprint)

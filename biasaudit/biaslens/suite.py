@@ -67,6 +67,7 @@ class BiasLensSuiteResult(SuiteResult):
     "biaslens",
     "BiasLens: test-set-free bias from concept vectors (CAVs), per probe and per bias category",
     BiasLensSuiteResult,
+    probes=("biaslens", "concepts"),
 )
 def run_biaslens_suite(backend: Backend, config: RunConfig) -> BiasLensSuiteResult:
     from biasaudit.biaslens.audit import BiasLensAudit, BiasLensConfig

@@ -67,6 +67,8 @@ class ICLResult(SuiteResult):
     "icl",
     "Few-shot label bias (vanilla, context, domain) and calibration gains (CC, DC, BC) on 5 tasks",
     ICLResult,
+    data=("fewshot_cls",),
+    probes=("icl",),
 )
 def run_icl_suite(backend: Backend, config: RunConfig) -> ICLResult | SkippedResult:
     from biasaudit.calibration.evaluate import ICLEvalConfig, evaluate_icl

@@ -180,4 +180,5 @@ DESCRIPTIONS: dict[type[BenchmarkResult], str] = {
     "types 1 and 2",
 }
 for _type, _description in DESCRIPTIONS.items():
-    register_suite(_type.suite, _description, _type)(functools.partial(run_benchmark_suite, result_type=_type))
+    _run = functools.partial(run_benchmark_suite, result_type=_type)
+    register_suite(_type.suite, _description, _type, data=(_type.suite,))(_run)

@@ -66,6 +66,7 @@ class YesNoPriorResult(SuiteResult):
     "yesno_prior",
     "P(Yes) on content-free yes/no questions: the model's prior before it reads anything (0.5 = unbiased)",
     YesNoPriorResult,
+    probes=("yesno",),
 )
 def run_yesno_prior(backend: Backend, config: RunConfig) -> YesNoPriorResult:
     from biasaudit.negbias.content_free import ContentFreeYesNoPrior, YesNoPromptSet
@@ -161,6 +162,7 @@ class NegBiasResult(SuiteResult):
     "Negative bias: yes/no answers split by what the model knows (correct / incorrect / insufficient), "
     "under several prompt formats (shipped fact set)",
     NegBiasResult,
+    probes=("negbias",),
 )
 def run_negbias_suite(backend: Backend, config: RunConfig) -> NegBiasResult:
     from biasaudit.negbias.audit import NegBiasAuditConfig, run_negbias

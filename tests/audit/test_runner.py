@@ -141,3 +141,39 @@ def test_out_that_is_a_file_fails_before_loading_a_model(tmp_path):
     with pytest.raises(InvalidRequestError, match="is a file; name a folder"):
         run_audit(_config("does-not-matter", suites=["yesno_prior"]), afile)
     assert afile.read_text() == "not a folder"
+
+
+def test_an_edited_data_file_recomputes(tmp_path, tiny_backend, monkeypatch):
+    calls = []
+
+    def run(backend, config):
+        calls.append(1)
+        return CountingResult(len(calls))
+
+    monkeypatch.setitem(SUITES, "counting", Suite("counting", "test", run, CountingResult, data=("toy",)))
+    data = tmp_path / "data"
+    (data / "toy").mkdir(parents=True)
+    (data / "toy" / "rows.jsonl").write_text('{"x": 1}\n')
+    (data / "other").mkdir()
+    config = _config("tiny", suites=["counting"], data_dir=str(data))
+    out = tmp_path / "out"
+    run_audit(config, out, backend=tiny_backend)
+    (data / "other" / "unread.txt").write_text("a dataset this suite does not read")
+    run_audit(config, out, backend=tiny_backend)
+    assert calls == [1]
+    (data / "toy" / "rows.jsonl").write_text('{"x": 2}\n')
+    run_audit(config, out, backend=tiny_backend)
+    assert calls == [1, 1]
+
+
+def test_folder_digest_sees_names_and_contents(tmp_path):
+    from biasaudit.datasets import folder_digest
+
+    assert folder_digest(tmp_path / "absent") is None
+    (tmp_path / "a.txt").write_text("x")
+    first = folder_digest(tmp_path)
+    (tmp_path / "a.txt").rename(tmp_path / "b.txt")
+    renamed = folder_digest(tmp_path)
+    (tmp_path / "b.txt").write_text("y")
+    assert len({first, renamed, folder_digest(tmp_path)}) == 3
+    assert folder_digest(tmp_path / "b.txt") == folder_digest(tmp_path / "b.txt") is not None
