@@ -9,9 +9,11 @@ so a SIGKILL at any moment leaves it readable), keyed by a hash of what the load
 fingerprint, device type, biasaudit version), the method, its options and the chunk's requests: the
 same idea as lm-evaluation-harness's request cache, at chunk granularity.
 
-Sampled generation (``do_sample=True``) and calls with logits processors pass through unstored: their
-output depends on random state or on processor objects that cannot be keyed. Hidden states pass through
-too (the concept pipeline caches activations itself).
+Sampled generation with a ``seed`` is stored too, one unit per call rather than per chunk: the backend
+reseeds at the start of each call, so only the whole call reproduces it (negbias's knowledge probing
+makes one seeded call per 64 questions, so that is its unit). Unseeded sampling and calls with logits
+processors pass through unstored: their output depends on random state or on processor objects that
+cannot be keyed. Hidden states pass through too (the concept pipeline caches activations itself).
 
 ``StoredBackend`` also records every request and its result per suite, for ``--log-samples``.
 """
@@ -104,10 +106,12 @@ class StoredBackend:
         requests: list[Any],
         options: dict[str, Any],
         compute: Callable[[list[Any]], list[Any]],
+        chunk_size: int | None = None,
     ) -> list[Any]:
         results: list[Any] = []
-        for start in range(0, len(requests), self.chunk_size):
-            chunk = requests[start : start + self.chunk_size]
+        size = chunk_size or self.chunk_size
+        for start in range(0, len(requests), size):
+            chunk = requests[start : start + size]
             key = hashlib.sha256(
                 json.dumps([self._identity, method, options, chunk], sort_keys=True).encode()
             ).hexdigest()
@@ -175,7 +179,8 @@ class StoredBackend:
         return np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(labels))
 
     def generate(self, prompts: Sequence[str], **kwargs: Any) -> list[str]:
-        if len(prompts) == 0 or kwargs.get("do_sample") or kwargs.get("logits_processors"):
+        sampled = bool(kwargs.get("do_sample"))
+        if len(prompts) == 0 or (sampled and kwargs.get("seed") is None) or kwargs.get("logits_processors"):
             return self._backend.generate(prompts, **kwargs)
         copies = int(kwargs.get("num_return_sequences", 1))
         options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(kwargs.items())}
@@ -184,5 +189,6 @@ class StoredBackend:
             texts = self._backend.generate(chunk, **kwargs)
             return [texts[i * copies : (i + 1) * copies] for i in range(len(chunk))]
 
-        rows = self._chunked("generate", list(prompts), options, compute)
+        # A seeded sampled call is reproduced only whole (the backend reseeds per call): one unit per call.
+        rows = self._chunked("generate", list(prompts), options, compute, len(prompts) if sampled else None)
         return [text for row in rows for text in row]

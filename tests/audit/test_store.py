@@ -42,8 +42,15 @@ def test_chunks_are_computed_once_and_read_back_exactly(tiny_backend, tmp_path):
     texts = again.generate(PROMPTS[:4], max_new_tokens=3)
     assert texts == tiny_backend.generate(PROMPTS[:4], max_new_tokens=3)
     computed = again.computed
-    again.generate(PROMPTS[:4], max_new_tokens=3, do_sample=True, seed=1)  # sampled: passes through
+    again.generate(PROMPTS[:4], max_new_tokens=3, do_sample=True)  # unseeded sampling: passes through
     assert again.computed == computed
+    # seeded sampling: one unit per call (7 prompts > chunk of 3), the same texts as the unstored backend
+    kwargs = {"max_new_tokens": 3, "do_sample": True, "seed": 1, "num_return_sequences": 2}
+    sampled = again.generate(PROMPTS, **kwargs)
+    assert sampled == tiny_backend.generate(PROMPTS, **kwargs) and again.computed == computed + 1
+    fresh = _stored(tiny_backend, tmp_path)
+    assert fresh.generate(PROMPTS, **kwargs) == sampled and (fresh.computed, fresh.reused) == (0, 1)
+    assert fresh.generate(PROMPTS, **{**kwargs, "seed": 2}) != sampled and fresh.computed == 1
     samples = again.take_samples()
     assert samples[0]["method"] == "label_log_probs" and samples[0]["request"] == PROMPTS[0]
     assert {s["method"] for s in samples} == {"label_log_probs", "loglikelihood", "generate"}
