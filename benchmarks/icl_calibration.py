@@ -53,7 +53,8 @@ from rich.table import Table
 from biasaudit.calibration.contextual import CONTENT_FREE_INPUTS
 from biasaudit.calibration.domain_context import DomainContextCalibrator
 from biasaudit.calibration.evaluate import METHODS, TASKS, ICLEvalConfig, evaluate_icl, rescore_icl
-from biasaudit.calibration.tasks import load_split, load_task, sample_demonstrations, sample_test
+from biasaudit.calibration.examples import load_split, sample_demonstrations, sample_test
+from biasaudit.calibration.tasks import load_task
 from biasaudit.datasets import default_data_dir
 from biasaudit.errors import DatasetNotFoundError
 from biasaudit.jsonio import read_json, write_json_atomic

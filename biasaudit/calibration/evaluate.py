@@ -27,6 +27,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from biasaudit.backend.protocol import Backend, LabelMode
 from biasaudit.calibration.base import PriorCalibrator
+from biasaudit.calibration.examples import load_split, sample_demonstrations, sample_test
 from biasaudit.calibration.label_bias import (
     CONTEXT_PROMPTS,
     DOMAIN_SAMPLES,
@@ -40,7 +41,7 @@ from biasaudit.calibration.label_bias import (
     vanilla_log_probs,
 )
 from biasaudit.calibration.prompt import ICLPrompt
-from biasaudit.calibration.tasks import ICLTask, load_split, load_task, sample_demonstrations, sample_test
+from biasaudit.calibration.tasks import ICLTask, load_task
 from biasaudit.errors import InvalidRequestError
 from biasaudit.jsonio import dataclass_from_dict
 from biasaudit.progress import progress_bar

@@ -2,10 +2,8 @@
 
 A task file says where the labelled data lies (relative to the shared data folder, never inside the
 repo), how one example reads as a demonstration (``template``), and which word stands for each gold
-label. This module loads such a file, parses the four raw formats the calibration papers ship
-(Zhao et al. 2021's copies of SST-2, AG News, TREC, and SuperGLUE CB/RTE), and samples demonstrations
-and evaluation subsets the way Fei et al. (ACL 2023) do: k demonstrations drawn at random per seed,
-at most 500 test examples frozen with seed 0 (docs/methods.md §3).
+label. This module holds that schema (``ICLTask``, ``Example``) and loads such a file; reading the
+labelled files and sampling from them is ``calibration/examples.py``.
 
 Prompt shape: ``instruction? + demo_1 + sep + ... + demo_k + sep + query``, where a demonstration is
 the template filled with its label word, and the query is the template cut right before the
@@ -15,18 +13,14 @@ the template filled with its label word, and the query is the template cut right
 
 from __future__ import annotations
 
-import csv
-import io
-import random
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from biasaudit.calibration.prompt import ICLPrompt, build_icl_prompt
-from biasaudit.datasets import content_lines, default_data_dir, read_jsonl, read_text
-from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
+from biasaudit.errors import InvalidRequestError
 from biasaudit.probes import load_probe
 
 LABEL_SLOT = "{label}"
@@ -38,12 +32,6 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
     "trec_lines": ("text",),
     "superglue_jsonl": ("premise", "hypothesis"),
 }
-
-AGNEWS_HEADER = ["Class Index", "Title", "Description"]
-
-# Seed of the split that turns one labelled file into a demonstration pool and an evaluation set
-# (AG News: only a 1000-row test sample is available, so demonstrations come from its other rows).
-DEMO_POOL_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -76,7 +64,7 @@ class ICLTask:
     ``labels`` maps each gold label value of the dataset, as a string, to its label word without a
     leading space; its order fixes the label indices. ``train`` and ``test`` are paths relative to the
     data folder. When both name the same file, ``demo_pool_size`` of its rows (chosen with
-    ``DEMO_POOL_SEED``) form the demonstration pool and the others the evaluation set, so no
+    ``examples.DEMO_POOL_SEED``) form the demonstration pool and the others the evaluation set, so no
     demonstration can also be a test query.
     """
 
@@ -195,140 +183,3 @@ def load_task(name_or_path: str | Path) -> ICLTask:
     if Path(name_or_path).suffix in {".yaml", ".yml"} or "/" in str(name_or_path):
         return load_probe(ICLTask, name_or_path)
     return load_probe(ICLTask, f"icl/{name_or_path}")
-
-
-# --- raw formats --------------------------------------------------------------------------------
-# Each reader yields (line number, gold label value, fields) and raises DatasetFormatError naming
-# file:line for a row it cannot read. Blank lines at the end of a file are ignored; elsewhere they
-# are errors (a hole in the file usually means a broken copy).
-
-Row = tuple[int, str, dict[str, str]]
-
-
-def _read_sst2_lines(path: Path) -> Iterator[Row]:
-    """``<0|1> <sentence>`` per line."""
-    for number, line in content_lines(path):
-        value, _, text = line.partition(" ")
-        if not text.strip():
-            raise DatasetFormatError(f"{path}:{number}: expected '<label> <sentence>', got {line[:80]!r}")
-        yield number, value, {"text": text.strip()}
-
-
-def _clean_agnews(text: str) -> str:
-    # The reference code's "basic cleaning" (Zhao et al. 2021, kept by Fei et al. 2023): the corpus
-    # spells apostrophes and quotes as HTML-entity remnants and line breaks as backslashes.
-    return text.replace(" #39;s", "'s").replace(" quot;", '"').replace("\\", " ").replace(" #39;ll", "'ll")
-
-
-def _read_agnews_csv(path: Path) -> Iterator[Row]:
-    """CSV with header ``Class Index,Title,Description``; text = ``Title. Description`` (as the papers)."""
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
-    rows = [(reader.line_num, row) for row in reader]
-    while rows and not any(cell.strip() for cell in rows[-1][1]):
-        rows.pop()
-    if not rows or rows[0][1] != AGNEWS_HEADER:
-        got = rows[0][1] if rows else "nothing"
-        raise DatasetFormatError(f"{path}:1: expected the header {','.join(AGNEWS_HEADER)}, got {got}")
-    for number, row in rows[1:]:
-        if not any(cell.strip() for cell in row):
-            raise DatasetFormatError(f"{path}:{number}: empty line")
-        if len(row) != 3:
-            raise DatasetFormatError(f"{path}:{number}: expected 3 columns, got {len(row)}")
-        value, title, description = row
-        fields = {
-            "text": _clean_agnews(f"{title}. {description}"),
-            "title": _clean_agnews(title),
-            "description": _clean_agnews(description),
-        }
-        yield number, value.strip(), fields
-
-
-def _clean_trec(text: str) -> str:
-    # The reference code's detokenisation of the Penn-Treebank-style questions ("What 's ... ?").
-    return text.replace(" 's", "'s").replace("`` ", '"').replace(" ''", '"').replace(" ?", "?").replace(" ,", ",")
-
-
-def _read_trec_lines(path: Path) -> Iterator[Row]:
-    """``COARSE:fine <question>`` per line; the coarse class is the label."""
-    for number, line in content_lines(path):
-        head, _, question = line.partition(" ")
-        coarse, colon, fine = head.partition(":")
-        if not colon or not coarse or not fine or not question.strip():
-            raise DatasetFormatError(f"{path}:{number}: expected 'COARSE:fine <question>', got {line[:80]!r}")
-        yield number, coarse, {"text": _clean_trec(question.strip())}
-
-
-def _read_superglue_jsonl(path: Path) -> Iterator[Row]:
-    """One JSON object per line with string ``premise``, ``hypothesis`` and ``label``."""
-    for row in read_jsonl(path):
-        record = row.fields
-        for key in ("premise", "hypothesis", "label"):
-            if not isinstance(record.get(key), str):
-                row.fail(f"field {key!r} missing or not a string")
-        assert row.line is not None
-        yield (
-            row.line,
-            record["label"],
-            {"premise": record["premise"].strip(), "hypothesis": record["hypothesis"].strip()},
-        )
-
-
-_READERS = {
-    "sst2_lines": _read_sst2_lines,
-    "agnews_csv": _read_agnews_csv,
-    "trec_lines": _read_trec_lines,
-    "superglue_jsonl": _read_superglue_jsonl,
-}
-
-
-def read_examples(task: ICLTask, path: Path) -> list[Example]:
-    """Every example of one file, in file order, with labels mapped to the task's label indices."""
-    index = {value: i for i, value in enumerate(task.labels)}
-    examples = []
-    for number, value, fields in _READERS[task.format](path):
-        if value not in index:
-            raise DatasetFormatError(
-                f"{path}:{number}: gold label {value!r} is not one of task {task.name!r}'s {list(index)}"
-            )
-        examples.append(Example(fields=fields, label=index[value]))
-    return examples
-
-
-def load_split(task: ICLTask, split: Literal["train", "test"], data_dir: Path | None = None) -> list[Example]:
-    """The labelled examples of ``split`` (train = demonstration pool, test = evaluation set).
-
-    ``data_dir`` defaults to ``default_data_dir()``. For a task whose train and test name one file,
-    the file is split once with ``DEMO_POOL_SEED``: ``demo_pool_size`` rows are the train split, the
-    others (original order kept) the test split.
-    """
-    if split not in ("train", "test"):
-        raise InvalidRequestError(f"split must be 'train' or 'test', not {split!r}")
-    root = default_data_dir() if data_dir is None else Path(data_dir)
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"data folder {root} does not exist; pass --data-dir or set BIASAUDIT_DATA")
-    examples = read_examples(task, root / getattr(task, split))
-    if task.train != task.test:
-        return examples
-    assert task.demo_pool_size is not None  # validate() guarantees it for a shared file
-    if task.demo_pool_size >= len(examples):
-        raise DatasetFormatError(
-            f"{root / task.train}: {len(examples)} rows cannot leave a test split after reserving "
-            f"demo_pool_size={task.demo_pool_size} for demonstrations"
-        )
-    pool = set(random.Random(DEMO_POOL_SEED).sample(range(len(examples)), task.demo_pool_size))
-    return [ex for i, ex in enumerate(examples) if (i in pool) == (split == "train")]
-
-
-def sample_demonstrations(train: Sequence[Example], k: int, seed: int) -> list[Example]:
-    """``k`` distinct demonstrations drawn at random with ``seed`` (one demo set per seed, as the papers)."""
-    if not 0 <= k <= len(train):
-        raise InvalidRequestError(f"cannot draw {k} demonstrations from a pool of {len(train)}")
-    return random.Random(seed).sample(list(train), k)
-
-
-def sample_test(test: Sequence[Example], n_max: int = 500, seed: int = 0) -> list[Example]:
-    """At most ``n_max`` test examples: a subset frozen by ``seed``, kept in the original order."""
-    if len(test) <= n_max:
-        return list(test)
-    keep = sorted(random.Random(seed).sample(range(len(test)), n_max))
-    return [test[i] for i in keep]

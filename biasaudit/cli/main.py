@@ -170,7 +170,8 @@ def calibrate(
     """Fit a label prior for a few-shot TASK prompt and save it (with the prompt) for inference code."""
     from biasaudit.backend.spec import load_backend
     from biasaudit.calibration.base import PriorCalibrator
-    from biasaudit.calibration.tasks import load_split, load_task, sample_demonstrations
+    from biasaudit.calibration.examples import load_split, sample_demonstrations
+    from biasaudit.calibration.tasks import load_task
 
     try:
         klass = PriorCalibrator.registry.get(method)

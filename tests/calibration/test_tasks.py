@@ -9,15 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from biasaudit.calibration.tasks import (
-    Example,
-    ICLTask,
-    load_split,
-    load_task,
-    read_examples,
-    sample_demonstrations,
-    sample_test,
-)
+from biasaudit.calibration.examples import load_split, read_examples, sample_demonstrations, sample_test
+from biasaudit.calibration.tasks import Example, ICLTask, load_task
 from biasaudit.datasets import default_data_dir
 from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 from biasaudit.probes import ProbeValidationError, probe_from_mapping
