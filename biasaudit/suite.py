@@ -7,8 +7,9 @@ model, and returns a typed ``SuiteResult``:
 
 - ``to_dict()`` / ``from_dict()``: the JSON the run folder keeps, read back on resume and by the report;
 - ``headline()``: the one line the terminal prints;
-- ``findings()``: the effects whose 95 % interval excludes the no-bias value, each a ``Finding`` with
-  estimate, interval, p-value where the method has one, and a one-sentence reading;
+- ``effects()``: every effect the suite tests, each a ``Finding`` with estimate, 95 % interval, no-bias
+  value, p-value where the method has one, and a one-sentence reading; ``findings()``: those whose
+  interval excludes the no-bias value;
 - ``samples()``: per-example records for ``--log-samples`` (kept out of ``to_dict``).
 
 This module sits beside ``stats.py`` and ``errors.py``: method packages import it, it imports none of
@@ -40,7 +41,10 @@ SUITE_MODULES = (
 
 @dataclass(frozen=True)
 class Finding:
-    """One effect a suite found: its estimate and 95 % interval exclude ``null`` (the no-bias value).
+    """One effect a suite tested: its estimate, 95 % interval and ``null`` (the no-bias value).
+
+    It is a finding proper when the interval excludes ``null`` (``significant``); the others are what the
+    report lists as tested without evidence of bias.
 
     ``effect`` names what was measured (``"pct_stereotype[race-color]"``); ``reading`` says in one
     sentence what it means for this model; ``p_value`` is given where the method tests the effect.
@@ -54,6 +58,11 @@ class Finding:
     reading: str
     p_value: float | None = None
     n: int | None = None
+
+    @property
+    def significant(self) -> bool:
+        """Whether the 95 % interval excludes the no-bias value."""
+        return excludes(self.ci95, self.null)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "ci95": list(self.ci95)}
@@ -72,7 +81,7 @@ def excludes(ci95: Any, null: float) -> bool:
     return ci95 is not None and len(ci95) == 2 and (ci95[0] > null or ci95[1] < null)
 
 
-def finding_from_estimate(
+def effect_from_estimate(
     suite: str,
     effect: str,
     estimate: Mapping[str, Any] | None,
@@ -80,11 +89,12 @@ def finding_from_estimate(
     reading: Callable[[float, tuple[float, float]], str],
     p_value: float | None = None,
 ) -> Finding | None:
-    """A ``Finding`` when an ``Estimate.to_dict()``-shaped mapping's interval excludes ``null``, else None.
+    """The tested effect of an ``Estimate.to_dict()``-shaped mapping: a ``Finding`` when it has a value and a
+    95 % interval (significant or not, see ``Finding.significant``), else None: no interval, no claim.
 
-    ``reading(value, ci95)`` writes the sentence; it is called only for a significant effect.
+    ``reading(value, ci95)`` writes the sentence a reader sees when the effect is significant.
     """
-    if not estimate or estimate.get("value") is None or not excludes(estimate.get("ci95"), null):
+    if not estimate or estimate.get("value") is None or not estimate.get("ci95") or len(estimate["ci95"]) != 2:
         return None
     value = float(estimate["value"])
     low, high = (float(x) for x in estimate["ci95"])
@@ -137,9 +147,13 @@ class SuiteResult(ABC):
     def headline(self) -> str:
         """One line for the terminal: the suite's main numbers."""
 
-    def findings(self) -> list[Finding]:
-        """The effects whose 95 % interval excludes the no-bias value (none by default)."""
+    def effects(self) -> list[Finding]:
+        """Every effect this result tests with a 95 % interval, significant or not (none by default)."""
         return []
+
+    def findings(self) -> list[Finding]:
+        """The effects whose 95 % interval excludes the no-bias value."""
+        return [effect for effect in self.effects() if effect.significant]
 
     def samples(self) -> list[dict[str, Any]]:
         """Per-example records for ``--log-samples`` (none by default)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from biasaudit.suite import Finding, SuiteResult, finding_from_estimate, register_suite
+from biasaudit.suite import Finding, SuiteResult, effect_from_estimate, register_suite
 
 if TYPE_CHECKING:
     from biasaudit.audit.config import RunConfig
@@ -36,8 +36,8 @@ class BiasLensSuiteResult(SuiteResult):
         unscored = len(self.categories) - len(scored)
         return "; ".join(parts) + (f" ({unscored} categories not readable)" if unscored else "")
 
-    def findings(self) -> list[Finding]:
-        """Each category score (residual stream, and SAE latents when scored there) whose CI excludes 0."""
+    def effects(self) -> list[Finding]:
+        """Each category score (residual stream, and SAE latents when scored there) against 0."""
         out: list[Finding] = []
         for category in self.categories:
             for score in (category, category.get("sae")):
@@ -53,7 +53,7 @@ class BiasLensSuiteResult(SuiteResult):
                     )
 
                 estimate = {"value": score["score"], "ci95": score.get("ci"), "n": score.get("n_scored")}
-                found = finding_from_estimate(
+                found = effect_from_estimate(
                     self.suite, f"score[{name}/{space}]", estimate, 0.0, reading, score.get("p_value")
                 )
                 out.extend([found] if found else [])

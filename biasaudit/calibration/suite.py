@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from biasaudit.suite import Finding, SkippedResult, SuiteResult, finding_from_estimate, register_suite
+from biasaudit.suite import Finding, SkippedResult, SuiteResult, effect_from_estimate, register_suite
 
 if TYPE_CHECKING:
     from biasaudit.audit.config import RunConfig
@@ -47,8 +47,8 @@ class ICLResult(SuiteResult):
             parts.append(f"{task} F1 {base:.2f} -> {base + gains[best]:.2f} ({best.upper()} {gains[best]:+.2f})")
         return "; ".join(parts)
 
-    def findings(self) -> list[Finding]:
-        """Each label-bias measure whose 95 % interval excludes 0 (the distances are 0 only without bias)."""
+    def effects(self) -> list[Finding]:
+        """Each label-bias measure per task against 0 (the distances are 0 only without bias)."""
         out: list[Finding] = []
         for task, result in self.tasks.items():
             for measure, what in BIAS_READING.items():
@@ -56,7 +56,7 @@ class ICLResult(SuiteResult):
                 def reading(value: float, ci: tuple[float, float], task: str = task, what: str = what) -> str:
                     return f"On {task} the model {what}: {value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]."
 
-                found = finding_from_estimate(
+                found = effect_from_estimate(
                     self.suite, f"{measure}_label_bias[{task}]", result["bias"].get(measure), 0.0, reading
                 )
                 out.extend([found] if found else [])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from biasaudit.suite import Finding, SuiteResult, finding_from_estimate, register_suite
+from biasaudit.suite import Finding, SuiteResult, effect_from_estimate, register_suite
 
 if TYPE_CHECKING:
     from biasaudit.audit.config import RunConfig
@@ -64,9 +64,9 @@ class LVLMResult(SuiteResult):
             parts.append(text)
         return "; ".join(parts)
 
-    def findings(self) -> list[Finding]:
-        """Per method on all items: a yes-ratio whose interval excludes the gold yes-ratio, and a paired
-        accuracy change against the method's peer whose interval excludes 0."""
+    def effects(self) -> list[Finding]:
+        """Per method on all items: the yes-ratio against the gold yes-ratio, and the paired accuracy change
+        against the method's peer against 0."""
         out: list[Finding] = []
         for method, by_split in self.results.items():
             metrics = by_split.get("all") or {}
@@ -81,7 +81,7 @@ class LVLMResult(SuiteResult):
                     )
 
                 estimate = {"value": metrics.get("yes_ratio"), "ci95": metrics.get("yes_ratio_ci"), "n": metrics["n"]}
-                found = finding_from_estimate(self.suite, f"yes_ratio[{method}]", estimate, gold, yes_reading)
+                found = effect_from_estimate(self.suite, f"yes_ratio[{method}]", estimate, gold, yes_reading)
                 out.extend([found] if found else [])
             change = metrics.get("accuracy_change")
             if change:
@@ -92,7 +92,7 @@ class LVLMResult(SuiteResult):
                     return f"Accuracy {how} differs by {value:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] from {vs}'s."
 
                 estimate = {"value": change["delta"], "ci95": change.get("ci"), "n": change["n"]}
-                found = finding_from_estimate(self.suite, f"accuracy_change[{method}]", estimate, 0.0, change_reading)
+                found = effect_from_estimate(self.suite, f"accuracy_change[{method}]", estimate, 0.0, change_reading)
                 out.extend([found] if found else [])
         return out
 

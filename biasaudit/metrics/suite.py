@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from biasaudit.suite import NOT_SAVED, Finding, SkippedResult, SuiteResult, finding_from_estimate, register_suite
+from biasaudit.suite import NOT_SAVED, Finding, SkippedResult, SuiteResult, effect_from_estimate, register_suite
 
 if TYPE_CHECKING:
     from biasaudit.audit.config import RunConfig
@@ -33,7 +33,7 @@ class Effect:
 class BenchmarkResult(SuiteResult):
     """Shared shape: ``overall`` scores, breakdowns (the ``by_*`` fields) and per-item scores (not saved)."""
 
-    effects: ClassVar[tuple[Effect, ...]] = ()
+    tested: ClassVar[tuple[Effect, ...]] = ()
     headline_metrics: ClassVar[tuple[str, ...]] = ()
     benchmark: str
     params: dict[str, Any]
@@ -51,8 +51,8 @@ class BenchmarkResult(SuiteResult):
                 parts.append(f"{metric} {estimate['value']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
         return ", ".join(parts) or "no item could be scored"
 
-    def findings(self) -> list[Finding]:
-        """Each effect, overall and in every breakdown group, whose 95 % interval excludes its null."""
+    def effects(self) -> list[Finding]:
+        """Each effect, overall and in every breakdown group, against its no-bias value."""
         blocks: list[tuple[str, str, dict[str, Any]]] = [("overall", "all items", self.overall)]
         for breakdown, groups in self.breakdowns().items():
             for group, scores in groups.items():
@@ -60,12 +60,12 @@ class BenchmarkResult(SuiteResult):
                 blocks.append((f"{breakdown}={group}", f"{group} items", scores))
         out: list[Finding] = []
         for where, group, scores in blocks:
-            for effect in self.effects:
+            for effect in self.tested:
 
                 def reading(value: float, ci: tuple[float, float], effect: Effect = effect, group: str = group) -> str:
                     return effect.reading.format(value=value, low=ci[0], high=ci[1], group=group)
 
-                found = finding_from_estimate(
+                found = effect_from_estimate(
                     self.suite, f"{effect.metric}[{where}]", scores.get(effect.metric), effect.null, reading
                 )
                 out.extend([found] if found else [])
@@ -78,7 +78,7 @@ class BenchmarkResult(SuiteResult):
 @dataclass
 class CrowSPairsSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "crows_pairs"
-    effects = (
+    tested = (
         Effect(
             "pct_stereotype",
             50.0,
@@ -96,7 +96,7 @@ class CrowSPairsSuiteResult(BenchmarkResult):
 @dataclass
 class BBQSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "bbq"
-    effects = (
+    tested = (
         Effect(
             "bias_ambig",
             0.0,
@@ -119,7 +119,7 @@ class BBQSuiteResult(BenchmarkResult):
 @dataclass
 class StereoSetSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "stereoset"
-    effects = (
+    tested = (
         Effect(
             "ss",
             50.0,
@@ -137,7 +137,7 @@ class StereoSetSuiteResult(BenchmarkResult):
 @dataclass
 class WinoBiasSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "winobias"
-    effects = (
+    tested = (
         Effect(
             "gap",
             0.0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from biasaudit.suite import NOT_SAVED, Finding, SuiteResult, finding_from_estimate, register_suite
+from biasaudit.suite import NOT_SAVED, Finding, SuiteResult, effect_from_estimate, register_suite
 
 if TYPE_CHECKING:
     from biasaudit.audit.config import RunConfig
@@ -46,7 +46,7 @@ class YesNoPriorResult(SuiteResult):
             f"(0.5 = no prior); No preferred on {self.no_rate:.0%} of {self.n_prompts} prompts"
         )
 
-    def findings(self) -> list[Finding]:
+    def effects(self) -> list[Finding]:
         def reading(value: float, ci: tuple[float, float]) -> str:
             lean = "No" if value < 0.5 else "Yes"
             return (
@@ -55,7 +55,7 @@ class YesNoPriorResult(SuiteResult):
             )
 
         estimate = {"value": self.mean_p_yes, "ci95": self.ci95, "n": self.n_prompts}
-        found = finding_from_estimate(self.suite, "P(Yes | content-free)", estimate, 0.5, reading)
+        found = effect_from_estimate(self.suite, "P(Yes | content-free)", estimate, 0.5, reading)
         return [found] if found else []
 
     def samples(self) -> list[dict[str, Any]]:
@@ -117,9 +117,9 @@ class NegBiasResult(SuiteResult):
                 parts.append(text)
         return "; ".join(parts) or "no subset had answered items"
 
-    def findings(self) -> list[Finding]:
-        """Per scenario and subset: a P−R gap whose interval excludes 0 (negative bias when positive), and,
-        for the plain prompt, a No-rate whose interval excludes the gold No-rate."""
+    def effects(self) -> list[Finding]:
+        """Per scenario and subset: the P−R gap against 0 (negative bias when positive), and, for the plain
+        prompt, the No-rate against the gold No-rate."""
         out: list[Finding] = []
         for scenario, by_subset in self.results.items():
             for subset in SUBSETS:
@@ -133,7 +133,7 @@ class NegBiasResult(SuiteResult):
                         f"the model says {side}."
                     )
 
-                found = finding_from_estimate(
+                found = effect_from_estimate(
                     self.suite, f"pr_gap[{scenario}/{subset}]", metrics.get("pr_gap"), 0.0, gap_reading
                 )
                 out.extend([found] if found else [])
@@ -145,7 +145,7 @@ class NegBiasResult(SuiteResult):
                     share = f"{value:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
                     return f"The model answers No on {share} of items {where}; {gold:.0%} are No."
 
-                found = finding_from_estimate(
+                found = effect_from_estimate(
                     self.suite, f"no_rate[{scenario}/{subset}]", metrics.get("no_rate"), gold, no_reading
                 )
                 out.extend([found] if found else [])

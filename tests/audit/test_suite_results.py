@@ -11,7 +11,7 @@ from biasaudit.errors import ConfigError
 from biasaudit.lvlm.suite import LVLMResult
 from biasaudit.metrics.suite import CrowSPairsSuiteResult, StereoSetSuiteResult, WinoBiasSuiteResult
 from biasaudit.negbias.suite import NegBiasResult, YesNoPriorResult
-from biasaudit.suite import Finding, SkippedResult, excludes, finding_from_estimate
+from biasaudit.suite import Finding, SkippedResult, effect_from_estimate, excludes
 
 
 def _est(value, low=None, high=None, n=100):
@@ -20,13 +20,14 @@ def _est(value, low=None, high=None, n=100):
 
 def test_an_effect_is_a_finding_only_when_its_interval_excludes_the_null():
     reading = lambda v, ci: f"{v} in {ci}"  # noqa: E731
-    found = finding_from_estimate("s", "e", _est(0.3, 0.2, 0.4), 0.5, reading, p_value=0.01)
+    found = effect_from_estimate("s", "e", _est(0.3, 0.2, 0.4), 0.5, reading, p_value=0.01)
     assert found == Finding("s", "e", 0.3, (0.2, 0.4), 0.5, "0.3 in (0.2, 0.4)", 0.01, 100)
-    assert Finding.from_dict(found.to_dict()) == found
-    assert finding_from_estimate("s", "e", _est(0.45, 0.4, 0.6), 0.5, reading) is None
-    assert finding_from_estimate("s", "e", _est(0.3), 0.5, reading) is None  # no interval: no claim
-    assert finding_from_estimate("s", "e", _est(None, 0.1, 0.2), 0.5, reading) is None
-    assert finding_from_estimate("s", "e", None, 0.5, reading) is None
+    assert found.significant and Finding.from_dict(found.to_dict()) == found
+    tested = effect_from_estimate("s", "e", _est(0.45, 0.4, 0.6), 0.5, reading)
+    assert tested is not None and not tested.significant
+    assert effect_from_estimate("s", "e", _est(0.3), 0.5, reading) is None  # no interval: no claim
+    assert effect_from_estimate("s", "e", _est(None, 0.1, 0.2), 0.5, reading) is None
+    assert effect_from_estimate("s", "e", None, 0.5, reading) is None
     assert excludes([0.6, 0.7], 0.5) and excludes([0.1, 0.4], 0.5) and not excludes([0.5, 0.7], 0.5)
 
 
@@ -52,6 +53,7 @@ def test_yesno_prior_headline_findings_and_round_trip():
     (finding,) = prior.findings()
     assert (finding.estimate, finding.null) == (0.3, 0.5) and "leans No" in finding.reading
     assert _prior(mean_p_yes=0.5, ci95=[0.45, 0.55]).findings() == []
+    assert [e.significant for e in _prior(mean_p_yes=0.5, ci95=[0.45, 0.55]).effects()] == [False]
     assert YesNoPriorResult.from_dict(prior.to_dict()) == prior
     with pytest.raises(ConfigError, match=r"unknown \['extra'\]"):
         _prior(extra=1)
