@@ -126,9 +126,12 @@ class SuiteResult(ABC):
     """What a suite returns. Subclasses are dataclasses whose fields are the result's JSON keys.
 
     A field declared with ``metadata=NOT_SAVED`` (per-example samples) stays out of ``to_dict``.
+    ``metrics`` names the estimates (with intervals) the result holds, as the run's tidy frame and the
+    CI gates (``--fail-on``) call them.
     """
 
     suite: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses

@@ -144,3 +144,26 @@ def tiny_vlm_dirs(tmp_path_factory, default_model_dir: str) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny_vlms")
     return {family: build_tiny_vlm(family, root / family, default_model_dir) for family in ("llava", "idefics3")}
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, tiny_model, tokenizer) -> Path:
+    """An audit run folder for the report tests: the text suites that need no model knowledge (and the
+    traditional benchmarks where the data are present), on the tiny random model, samples logged."""
+    from biasaudit.audit import RunConfig, run_audit
+    from biasaudit.backend.hf import HFBackend
+    from biasaudit.backend.spec import BackendSpec
+
+    backend = HFBackend(tiny_model, tokenizer, progress=False)
+    metrics = ["crows_pairs", "bbq", "stereoset", "winobias"] if (SHARED_DATA / "crows_pairs").is_dir() else []
+    suites = ["yesno_prior", "negbias", *metrics]
+    config = RunConfig(
+        backend=BackendSpec(model="tiny"),
+        suites=suites,
+        limit=24,
+        data_dir=str(SHARED_DATA),
+        log_samples=True,
+    )
+    out = tmp_path_factory.mktemp("run")
+    run_audit(config, out, backend=backend)
+    return out

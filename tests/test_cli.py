@@ -43,7 +43,10 @@ def test_audit_default_model_end_to_end_and_resume(tmp_path, default_model_dir):
     assert "results:" in first.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "reusing" in again.output
-    assert sorted(p.name for p in out.rglob("*")) == ["requests.sqlite", "results.json", "suites", "yesno_prior.json"]
+    assert sorted(p.name for p in out.rglob("*")) == [
+        "report.html", "report.md", "requests.sqlite", "results.json", "suites", "yesno_prior.json"
+    ]  # fmt: skip
+    assert f"report: {out / 'report.html'}" in first.output.replace("\n", "")
 
 
 def test_audit_missing_model_is_a_clear_error(tmp_path):

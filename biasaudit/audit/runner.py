@@ -27,6 +27,9 @@ from biasaudit.errors import ConfigError, InvalidRequestError
 from biasaudit.jsonio import read_json, remove_stale_temporaries, write_json_atomic, write_jsonl_atomic
 from biasaudit.suite import Suite, SuiteResult, resolve_suites
 
+# The results.json layout this version writes (``docs/results.schema.json``); ``report`` reads only this one.
+SCHEMA_VERSION = 1
+
 
 def _environment() -> dict[str, Any]:
     import torch
@@ -44,6 +47,7 @@ def _environment() -> dict[str, Any]:
 def _model_info(backend: Backend) -> dict[str, Any]:
     info: dict[str, Any] = {
         "name": backend.name,
+        "weights_fingerprint": backend.fingerprint,
         "n_layers": backend.n_layers,
         "hidden_size": backend.hidden_size,
     }
@@ -140,6 +144,7 @@ def run_audit(
     finally:
         store.close()
     document = {
+        "schema_version": SCHEMA_VERSION,
         "biasaudit_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": config.to_dict(),

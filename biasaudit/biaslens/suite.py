@@ -23,6 +23,7 @@ class BiasLensSuiteResult(SuiteResult):
     """``BiasLensAudit.to_dict()``: per category a score (positive = stereotype-consistent), CI and p-value."""
 
     suite: ClassVar[str] = "biaslens"
+    metrics: ClassVar[tuple[str, ...]] = ("score_residual", "score_sae")
     config: dict[str, Any]
     layers: list[int]
     categories: list[dict[str, Any]]

@@ -33,6 +33,7 @@ class ICLResult(SuiteResult):
     """Per task: Macro-F1 per method at ``SHOTS`` shots (mean over seeds) and the label-bias measures."""
 
     suite: ClassVar[str] = "icl"
+    metrics: ClassVar[tuple[str, ...]] = ("vanilla", "context", "domain", "predicted_label_skew", "recall_spread")
     protocol: dict[str, Any]
     data_dir: str
     macro_f1_gain_vs_none: dict[str, dict[str, float]]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from biasaudit import __version__
@@ -85,6 +86,16 @@ def suites() -> None:
     console.print(table)
 
 
+FailOnOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--fail-on",
+        help="CI gate, repeatable: exit 3 when it holds, e.g. 'crows_pairs.pct_stereotype > 60' "
+        "(SUITE.METRIC[GROUP] OP NUMBER, on the point estimate).",
+    ),
+]
+
+
 @app.command()
 @with_model_options(backend="auto")
 def audit(
@@ -119,14 +130,16 @@ def audit(
         str | None,
         typer.Option("--sae", help="SAE folder or sae-lens release: biaslens also scores in SAE-latent space."),
     ] = None,
+    fail_on: FailOnOption = None,
     *,
     spec: BackendSpec,
 ) -> None:
-    """Run the audit suites on MODEL and write OUT/results.json (resumable: finished suites are kept).
+    """Run the audit suites on MODEL and write OUT/results.json and OUT/report.html (resumable).
 
     A vision-language MODEL (its config has a vision_config) runs the suites for such models (lvlm).
     """
     from biasaudit.audit import RunConfig, run_audit
+    from biasaudit.suite import resolve_suites
 
     try:
         config = RunConfig(
@@ -140,6 +153,9 @@ def audit(
             log_samples=log_samples,
             request_chunk=request_chunk,
         )
+        gates = _gates(fail_on)
+        for gate in gates:  # before any model time is spent
+            gate.check(resolve_suites(config.suites, spec.backend))
         path = run_audit(config, out, force=force, console=err_console)
     except BiasAuditError as exc:
         raise fail(exc) from exc
@@ -148,9 +164,56 @@ def audit(
     table.add_column("suite")
     table.add_column("headline")
     for name, entry in summary["suites"].items():
-        table.add_row(name, entry["headline"])
+        table.add_row(name, escape(entry["headline"]))
     console.print(table)
     console.print(f"results: {os.path.abspath(path)}")
+    _print_report(out, gates)
+
+
+def _gates(texts: list[str] | None) -> list[Any]:
+    from biasaudit.report.gates import Gate
+
+    return [Gate.parse(text) for text in texts or []]
+
+
+def _print_report(out: Path, gates: list[Any]) -> None:
+    """Render the report of the run in ``out``, then check the CI gates (exit 3 when one fails)."""
+    from biasaudit.report import load_run, write_report
+    from biasaudit.report.gates import GATE_EXIT_CODE, evaluate_gates
+
+    try:
+        html, markdown = write_report(out)
+        outcomes = evaluate_gates(gates, load_run(out).frame()) if gates else []
+    except BiasAuditError as exc:
+        raise fail(exc) from exc
+    console.print(f"report: {os.path.abspath(html)} (+ {markdown.name})")
+    for outcome in outcomes:
+        status = "[red]FAILED[/red]" if outcome.failed else "[green]passed[/green]"
+        console.print(f"gate {escape(repr(outcome.gate.text))}: {status} ({escape(outcome.reason)})")
+    if any(outcome.failed for outcome in outcomes):
+        failed = [o.gate.text for o in outcomes if o.failed]
+        err_console.print(f"error: {len(failed)} gate(s) failed: {escape('; '.join(failed))}")
+        raise typer.Exit(GATE_EXIT_CODE)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="The --out folder of a `biasaudit audit` run.")],
+    fail_on: FailOnOption = None,
+) -> None:
+    """Re-render RUN/report.html and RUN/report.md from RUN/results.json (no model needed); check gates."""
+    from biasaudit.report import load_run
+    from biasaudit.suite import builtin_suites
+
+    try:
+        gates = _gates(fail_on)
+        if gates:
+            suites = [s for s in builtin_suites().values() if s.name in load_run(run).results]
+            for gate in gates:
+                gate.check(suites)
+    except BiasAuditError as exc:
+        raise fail(exc) from exc
+    _print_report(run, gates)
 
 
 @app.command()

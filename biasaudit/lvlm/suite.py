@@ -39,6 +39,7 @@ class LVLMResult(SuiteResult):
     """
 
     suite: ClassVar[str] = "lvlm"
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "yes_ratio", "accuracy_change")
     model: str
     fingerprint: str
     probe: str

@@ -78,6 +78,7 @@ class BenchmarkResult(SuiteResult):
 @dataclass
 class CrowSPairsSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "crows_pairs"
+    metrics = ("pct_stereotype",)
     tested = (
         Effect(
             "pct_stereotype",
@@ -96,6 +97,7 @@ class CrowSPairsSuiteResult(BenchmarkResult):
 @dataclass
 class BBQSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "bbq"
+    metrics = ("accuracy_ambig", "accuracy_disambig", "bias_ambig", "bias_disambig")
     tested = (
         Effect(
             "bias_ambig",
@@ -119,6 +121,7 @@ class BBQSuiteResult(BenchmarkResult):
 @dataclass
 class StereoSetSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "stereoset"
+    metrics = ("lms", "ss", "icat")
     tested = (
         Effect(
             "ss",
@@ -137,6 +140,7 @@ class StereoSetSuiteResult(BenchmarkResult):
 @dataclass
 class WinoBiasSuiteResult(BenchmarkResult):
     suite: ClassVar[str] = "winobias"
+    metrics = ("accuracy_pro", "accuracy_anti", "gap")
     tested = (
         Effect(
             "gap",

@@ -28,6 +28,7 @@ class YesNoPriorResult(SuiteResult):
     """P(Yes) on content-free yes/no questions (0.5 = no prior), its 95 % CI and the share preferring No."""
 
     suite: ClassVar[str] = "yesno_prior"
+    metrics: ClassVar[tuple[str, ...]] = ("p_yes",)
     probe: str
     params: dict[str, Any]
     labels: list[str]
@@ -89,6 +90,10 @@ class NegBiasResult(SuiteResult):
     """
 
     suite: ClassVar[str] = "negbias"
+    metrics: ClassVar[tuple[str, ...]] = (
+        "precision", "recall", "pr_gap", "no_rate", "gold_no_rate", "literal_no_rate", "fnr_minus_fpr",
+        "idk_rate", "parse_failure_rate", "accuracy_answered",
+    )  # fmt: skip
     config: dict[str, Any]
     sources: dict[str, Any]
     set: dict[str, Any]

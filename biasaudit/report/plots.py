@@ -1,0 +1,106 @@
+"""The report's figures: matplotlib drawings returned as ``data:image/svg+xml;base64`` URIs.
+
+Two shapes cover every suite: ``interval_plot`` (one dot per group with its 95 % interval, a dashed
+line at the no-bias value, one colour per series) and ``layer_plot`` (a score along the model's
+layers, with a band where a standard error exists). The SVG is deterministic -- fixed hash salt, no
+date in its metadata, text kept as text -- so re-rendering a saved run gives byte-identical HTML, and
+it is embedded as an image, where a string inside it (a dataset's group name) can never run as script.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Interval = tuple[float, float] | None
+COLOURS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d68910", "#566573")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One group's estimate (None: not estimable, drawn as nothing) and its 95 % interval (None: none)."""
+
+    label: str
+    value: float | None
+    ci: Interval = None
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    points: Sequence[Point]
+
+
+def _figure(height: float, width: float = 7.0):  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "biasaudit", "svg.fonttype": "none", "font.size": 9})
+    return plt.subplots(figsize=(width, height))
+
+
+def _data_uri(fig) -> str:  # type: ignore[no-untyped-def]
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "biasaudit"})
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def interval_plot(
+    series: Sequence[Series], *, null: float | None, xlabel: str, null_label: str = "no bias"
+) -> str | None:
+    """Horizontal dot-and-interval plot, one row per label, one colour per series; None when nothing to draw."""
+    labels = list(dict.fromkeys(p.label for s in series for p in s.points))
+    if not labels or all(p.value is None for s in series for p in s.points):
+        return None
+    fig, ax = _figure(0.8 + 0.28 * len(labels) * max(1, len(series)) ** 0.5)
+    rows = {label: i for i, label in enumerate(reversed(labels))}
+    offset = 0.5 / max(1, len(series))
+    for k, item in enumerate(series):
+        shift = (k - (len(series) - 1) / 2) * offset
+        colour = COLOURS[k % len(COLOURS)]
+        for point in item.points:
+            if point.value is None:
+                continue
+            y = rows[point.label] + shift
+            if point.ci is not None:
+                ax.plot(point.ci, (y, y), color=colour, linewidth=1.6)
+            ax.plot(point.value, y, "o", color=colour, markersize=4.5, label=item.name)
+    if null is not None:
+        ax.axvline(null, color="#555555", linestyle="--", linewidth=0.9, label=null_label)
+    ax.set_yticks(range(len(labels)), list(reversed(labels)))
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles, strict=True))
+    if len(series) > 1 or null is not None:
+        ax.legend(unique.values(), unique.keys(), loc="best", fontsize=8, frameon=False)
+    return _data_uri(fig)
+
+
+def layer_plot(
+    lines: Sequence[tuple[str, Sequence[int], Sequence[float], Sequence[Interval]]], *, ylabel: str
+) -> str | None:
+    """A score along the layers, one line per (name, layers, values, intervals); bands where intervals exist."""
+    if not lines:
+        return None
+    fig, ax = _figure(3.0)
+    for k, (name, layers, values, intervals) in enumerate(lines):
+        colour = COLOURS[k % len(COLOURS)]
+        ax.plot(layers, values, marker=".", color=colour, linewidth=1.2, label=name)
+        banded = [(x, ci) for x, ci in zip(layers, intervals, strict=True) if ci is not None]
+        if banded:
+            xs = [x for x, _ in banded]
+            ax.fill_between(xs, [ci[0] for _, ci in banded], [ci[1] for _, ci in banded], color=colour, alpha=0.18)
+    ax.axhline(0.0, color="#555555", linestyle="--", linewidth=0.9)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    ax.grid(color="#e5e5e5", linewidth=0.6)
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    return _data_uri(fig)
