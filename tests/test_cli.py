@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from biasaudit.cli import app
+from biasaudit.report.schema import validate_results
 
 runner = CliRunner()
 
@@ -37,6 +38,7 @@ def test_audit_default_model_end_to_end_and_resume(tmp_path, default_model_dir):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     doc = json.loads((out / "results.json").read_text())
+    validate_results(doc)  # docs/results.schema.json
     prior = doc["suites"]["yesno_prior"]["result"]
     assert prior["n_prompts"] == 6 and 0.0 < prior["mean_p_yes"] < 1.0
     assert doc["model"]["name"] == "SmolLM2-135M-Instruct" and doc["config"]["backend"]["batch_size"] == 4
