@@ -217,6 +217,23 @@ def report(
 
 
 @app.command()
+def compare(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Two or more --out folders of `biasaudit audit`; the first is the reference.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for compare.html and compare.md.")],
+) -> None:
+    """Put two or more audit runs side by side: every shared effect, its difference and whether intervals overlap."""
+    from biasaudit.report.compare import write_compare
+
+    try:
+        html, markdown = write_compare(runs, out)
+    except BiasAuditError as exc:
+        raise fail(exc) from exc
+    console.print(f"comparison: {os.path.abspath(html)} (+ {markdown.name})")
+
+
+@app.command()
 @with_model_options()
 def calibrate(
     model: ModelArgument,

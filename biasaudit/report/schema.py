@@ -45,9 +45,7 @@ def _type_schema(annotation: Any) -> dict[str, Any]:
 def result_schema(result_type: type[SuiteResult]) -> dict[str, Any]:
     hints = typing.get_type_hints(result_type)
     saved = [f for f in dataclasses.fields(result_type) if f.metadata.get("saved", True)]  # type: ignore[arg-type]
-    required = [
-        f.name for f in saved if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+    required = [f.name for f in saved if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     return {
         "type": "object",
         "properties": {f.name: _type_schema(hints[f.name]) for f in saved},
