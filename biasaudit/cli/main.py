@@ -276,6 +276,7 @@ def calibrate(
 
 def _register_subcommands() -> None:
     from biasaudit.cli.concepts import concepts_app
+    from biasaudit.cli.fairness import fairness
     from biasaudit.cli.lvlm import lvlm
     from biasaudit.cli.negbias import negbias_app
     from biasaudit.cli.sae import sae_app
@@ -284,6 +285,7 @@ def _register_subcommands() -> None:
     app.add_typer(sae_app, name="sae")
     app.add_typer(negbias_app, name="negbias")
     app.command("lvlm")(lvlm)
+    app.command("fairness")(fairness)
 
 
 _register_subcommands()

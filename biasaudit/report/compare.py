@@ -17,8 +17,8 @@ from typing import Any
 
 from biasaudit.errors import InvalidRequestError
 from biasaudit.jsonio import write_text_atomic
+from biasaudit.markdown import md_cell
 from biasaudit.report.plots import Point, Series, interval_plot
-from biasaudit.report.render import md_cell
 from biasaudit.report.run import Run, load_run
 from biasaudit.report.sections import Figure, ci, num
 from biasaudit.suite import Finding

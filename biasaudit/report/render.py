@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.jsonio import write_text_atomic
+from biasaudit.markdown import md_cell
 from biasaudit.report.run import Run, load_run
 from biasaudit.report.sections import Section, Table, build_sections, ci, num
 from biasaudit.suite import Finding
@@ -76,12 +77,6 @@ def render_html(run: Run) -> str:
         n_effects=len(effects),
         sections=build_sections(run),
     )
-
-
-def md_cell(value: Any) -> str:
-    """Text made safe for a Markdown table cell: HTML characters as entities, pipes escaped, one line."""
-    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("|", "\\|").replace("`", "\\`").replace("\r", " ").replace("\n", " ")
 
 
 def _md_table(table: Table) -> list[str]:
