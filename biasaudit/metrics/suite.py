@@ -34,17 +34,18 @@ class BenchmarkResult(SuiteResult):
     """Shared shape: ``overall`` scores, breakdowns (the ``by_*`` fields) and per-item scores (not saved)."""
 
     tested: ClassVar[tuple[Effect, ...]] = ()
-    headline_metrics: ClassVar[tuple[str, ...]] = ()
     benchmark: str
     params: dict[str, Any]
     overall: dict[str, Any]
+    note: str | None = None
+    items: list[dict[str, Any]] = field(default_factory=list, metadata=NOT_SAVED)
 
     def breakdowns(self) -> dict[str, dict[str, Any]]:
         return {name: value for name, value in self.to_dict().items() if name.startswith("by_")}
 
     def headline(self) -> str:
         parts = []
-        for metric in self.headline_metrics:
+        for metric in self.metrics:
             estimate = self.overall.get(metric) or {}
             if estimate.get("value") is not None:
                 ci = estimate.get("ci95")
@@ -87,11 +88,8 @@ class CrowSPairsSuiteResult(BenchmarkResult):
             "of {group} (50% = no preference).",
         ),
     )
-    headline_metrics = ("pct_stereotype",)
     by_bias_type: dict[str, Any] = field(default_factory=dict)
     by_direction: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-    items: list[dict[str, Any]] = field(default_factory=list, metadata=NOT_SAVED)
 
 
 @dataclass
@@ -112,10 +110,7 @@ class BBQSuiteResult(BenchmarkResult):
             "[{low:+.2f}, {high:+.2f}] toward the stereotype on {group} (s_DIS; 0 = none).",
         ),
     )
-    headline_metrics = ("accuracy_ambig", "accuracy_disambig", "bias_ambig", "bias_disambig")
     by_category: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-    items: list[dict[str, Any]] = field(default_factory=list, metadata=NOT_SAVED)
 
 
 @dataclass
@@ -130,11 +125,8 @@ class StereoSetSuiteResult(BenchmarkResult):
             "[{low:.1f}, {high:.1f}] of {group} (SS; 50 = no preference).",
         ),
     )
-    headline_metrics = ("lms", "ss", "icat")
     by_bias_type: dict[str, Any] = field(default_factory=dict)
     by_task: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-    items: list[dict[str, Any]] = field(default_factory=list, metadata=NOT_SAVED)
 
 
 @dataclass
@@ -149,10 +141,7 @@ class WinoBiasSuiteResult(BenchmarkResult):
             "anti-stereotypical sentences of {group} (0 = no gap).",
         ),
     )
-    headline_metrics = ("accuracy_pro", "accuracy_anti", "gap")
     by_type: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-    items: list[dict[str, Any]] = field(default_factory=list, metadata=NOT_SAVED)
 
 
 def run_benchmark_suite(

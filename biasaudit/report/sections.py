@@ -67,7 +67,8 @@ def point(label: str, block: Any) -> Point:
 
 
 def short(value: Any, limit: int = 160) -> str:
-    text = "" if value is None else str(value)
+    """``value`` as one line of at most ``limit`` characters (prompt templates hold line breaks)."""
+    text = "" if value is None else " ".join(str(value).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
