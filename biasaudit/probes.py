@@ -8,6 +8,7 @@ offending field when something is wrong.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import types
 import typing
@@ -26,9 +27,16 @@ class ProbeValidationError(BiasAuditError, ValueError):
 
 
 def probes_dir() -> Path:
-    """``$BIASAUDIT_PROBES``, or the ``probes/`` folder of the source tree."""
+    """Where the probe files are: ``$BIASAUDIT_PROBES`` when set (it replaces the shipped set), else the
+    copy an installed wheel carries (``biasaudit/probe_data``, packaged from ``probes/``), else the
+    ``probes/`` folder of the source checkout (an editable install)."""
     env = os.environ.get("BIASAUDIT_PROBES")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "probes"
+    if env:
+        return Path(env)
+    shipped = Path(str(importlib.resources.files("biasaudit") / "probe_data"))
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parents[1] / "probes"
 
 
 def resolve_probe_path(name_or_path: str | Path) -> Path:
