@@ -2,7 +2,7 @@
 
 Two shapes cover every suite: ``interval_plot`` (one dot per group with its 95 % interval, a dashed
 line at the no-bias value, one colour per series) and ``layer_plot`` (a score along the model's
-layers, with a band where a standard error exists). The SVG is deterministic -- fixed hash salt, no
+layers). The SVG is deterministic -- fixed hash salt, no
 date in its metadata, text kept as text -- so re-rendering a saved run gives byte-identical HTML, and
 it is embedded as an image, where a string inside it (a dataset's group name) can never run as script.
 """
@@ -84,23 +84,16 @@ def interval_plot(
     return _data_uri(fig)
 
 
-def layer_plot(
-    lines: Sequence[tuple[str, Sequence[int], Sequence[float], Sequence[Interval]]], *, ylabel: str
-) -> str | None:
-    """A score along the layers, one line per (name, layers, values, intervals); bands where intervals exist."""
+def layer_plot(lines: Sequence[tuple[str, Sequence[int], Sequence[float]]], *, ylabel: str) -> str | None:
+    """A score along the layers, one line per (name, layers, values), legend below the axes."""
     if not lines:
         return None
     fig, ax = _figure(3.0)
-    for k, (name, layers, values, intervals) in enumerate(lines):
-        colour = COLOURS[k % len(COLOURS)]
-        ax.plot(layers, values, marker=".", color=colour, linewidth=1.2, label=name)
-        banded = [(x, ci) for x, ci in zip(layers, intervals, strict=True) if ci is not None]
-        if banded:
-            xs = [x for x, _ in banded]
-            ax.fill_between(xs, [ci[0] for _, ci in banded], [ci[1] for _, ci in banded], color=colour, alpha=0.18)
+    for k, (name, layers, values) in enumerate(lines):
+        ax.plot(layers, values, marker=".", color=COLOURS[k % len(COLOURS)], linewidth=1.2, label=name)
     ax.axhline(0.0, color="#555555", linestyle="--", linewidth=0.9)
     ax.set_xlabel("layer")
     ax.set_ylabel(ylabel)
     ax.grid(color="#e5e5e5", linewidth=0.6)
-    ax.legend(loc="best", fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), fontsize=8, frameon=False)
     return _data_uri(fig)

@@ -25,7 +25,7 @@ TOP_RISKS = 10  # findings listed in the model-card section
 def p_text(p: float | None) -> str:
     if p is None:
         return ""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"  # the sentence form of sections.p_value
 
 
 def _card(run: Run) -> list[tuple[str, str]]:

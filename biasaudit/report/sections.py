@@ -49,6 +49,10 @@ def num(value: Any, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def p_value(p: float | None) -> str:
+    return "—" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def ci(interval: Any, digits: int = 3) -> str:
     return "—" if not interval else f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]"
 
@@ -241,27 +245,16 @@ def biaslens_section(run: Run, name: str, result: Any) -> Section:
     lines = []
     for probe in scored[:5]:
         layers = probe.get("layers") or []
-        lines.append(
-            (
-                f"{probe['target']} ({probe['reference_a']} vs {probe['reference_b']})",
-                [x["layer"] for x in layers],
-                [x["raw_score"] for x in layers],
-                [
-                    (x["score"] - 1.96 * x["se"], x["score"] + 1.96 * x["se"])
-                    if x.get("se") is not None and x.get("score") is not None
-                    else None
-                    for x in layers
-                ],
-            )
-        )
+        name = f"{probe['target']} ({probe['reference_a']} vs {probe['reference_b']})"
+        lines.append((name, [x["layer"] for x in layers], [x["raw_score"] for x in layers]))
     table = Table(
         "Per category (positive = stereotype-consistent)",
         ["category", "score [95% CI]", "p", "probes scored", "note"],
         [
             [
                 c["category"],
-                f"{num(c['score'])} {ci(c.get('ci'))}",
-                num(c.get("p_value"), 4),
+                f"{num(c['score'])} {ci(c.get('ci'))}" if c["score"] is not None else "—",
+                p_value(c.get("p_value")),
                 f"{c['n_scored']}/{c['n_probes']}",
                 short(c.get("note") or ""),
             ]
@@ -277,7 +270,7 @@ def biaslens_section(run: Run, name: str, result: Any) -> Section:
                 p["reference_a"],
                 p["reference_b"],
                 f"{num(p['score'])} {ci(p.get('ci'))}",
-                num(p.get("p_value"), 4),
+                p_value(p.get("p_value")),
             ]
             for p in scored
         ],
@@ -291,7 +284,8 @@ def biaslens_section(run: Run, name: str, result: Any) -> Section:
         "0: no association. Intervals from half-sample splits (docs/biaslens.md).",
         _figure("Category scores (95% CI)", interval_plot(cats, null=0.0, xlabel="BiasLens score"))
         + _figure(
-            "Raw score per layer for the largest probes (band: 95% CI at the scored layers)",
+            "Raw cos(T, A) − cos(T, B) per layer for the probes with the largest scores (the score itself is "
+            "attenuation-corrected over the readable layers; see the table)",
             layer_plot(lines, ylabel="cos(T,A) − cos(T,B)"),
         ),
         [table],
