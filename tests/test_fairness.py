@@ -348,7 +348,7 @@ def test_cli_writes_json_and_markdown(tmp_path: Path):
     args = [str(csv), "--group", "group", "--group", "region", "--out", str(out), "--n-bootstrap", "200"]
     result = CliRunner().invoke(_app(), args)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["fairness.json", "fairness.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["fairness.html", "fairness.json", "fairness.md"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "preds.csv"]  # nothing outside --out
     data = json.loads((out / "fairness.json").read_text())
     assert data["groups"] == ["group", "region"] and len(data["by_group"]) == 4
@@ -413,3 +413,19 @@ def test_markdown_escapes_group_names_and_columns():
     markdown = GroupFairness(n_bootstrap=50).fit(frame, label="y", pred="p", groups=["<b>g</b>"]).result_.to_markdown()
     assert "<script>" not in markdown and "<b>" not in markdown
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "b\\|c" in markdown
+
+
+def test_the_html_page_escapes_group_names():
+    import pandas as pd
+
+    from biasaudit.fairness import GroupFairness
+    from biasaudit.report.fairness_page import render_fairness_html
+
+    rows = 40
+    frame = pd.DataFrame(
+        {"g": ["<script>alert(1)</script>"] * rows + ["<img src=x onerror=alert(2)>"] * rows, "y": [0, 1] * rows,
+         "p": [1, 1, 0, 1] * (rows // 2)}
+    )  # fmt: skip
+    html = render_fairness_html(GroupFairness(n_bootstrap=50).fit(frame, label="y", pred="p", groups=["g"]).result_)
+    assert "<script" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "data:image/svg+xml;base64," in html

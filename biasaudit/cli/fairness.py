@@ -9,6 +9,7 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from biasaudit.cli.common import console, fail
@@ -87,7 +88,8 @@ def fairness(
 ) -> None:
     """Group fairness of a classifier's predictions: per-group accuracy, selection rate, TPR and FPR, and
     fairlearn's demographic-parity and equalized-odds gaps, each with a 95% interval (docs/fairness.md)."""
-    from biasaudit.jsonio import write_json_atomic
+    from biasaudit.jsonio import write_json_atomic, write_text_atomic
+    from biasaudit.report.fairness_page import render_fairness_html
 
     try:
         frame = read_predictions(preds)
@@ -98,10 +100,11 @@ def fairness(
     result = dataclasses.replace(result, settings={**result.settings, "predictions": str(preds)})
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "fairness.json", result.to_dict())
-    markdown = out / "fairness.md"
-    markdown.write_text(result.to_markdown(), encoding="utf-8")
+    markdown, html = out / "fairness.md", out / "fairness.html"
+    write_text_atomic(markdown, result.to_markdown())
+    write_text_atomic(html, render_fairness_html(result))
     for table in fairness_tables(result):
         console.print(table)
     for finding in result.findings():
-        console.print(f"finding: {finding.reading}", highlight=False)
-    console.print(f"results: {os.path.abspath(out / 'fairness.json')}, {os.path.abspath(markdown)}")
+        console.print(f"finding: {escape(finding.reading)}", highlight=False)
+    console.print(f"results: {os.path.abspath(out / 'fairness.json')} (+ {markdown.name}, {html.name})")

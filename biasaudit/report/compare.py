@@ -19,6 +19,7 @@ from biasaudit.errors import InvalidRequestError
 from biasaudit.jsonio import write_text_atomic
 from biasaudit.markdown import md_cell
 from biasaudit.report.plots import Point, Series, interval_plot
+from biasaudit.report.render import environment
 from biasaudit.report.run import Run, load_run
 from biasaudit.report.sections import Figure, ci, num
 from biasaudit.suite import Finding
@@ -108,8 +109,6 @@ def _suite_figures(rows: Sequence[CompareRow], names: Sequence[str]) -> list[Fig
 
 def render_compare(runs: Sequence[Run]) -> tuple[str, str]:
     """The comparison page (HTML) and its Markdown twin."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
     if len(runs) < 2:
         raise InvalidRequestError("compare needs at least two run folders")
     names = labels(runs)
@@ -136,12 +135,7 @@ def render_compare(runs: Sequence[Run]) -> tuple[str, str]:
         }
         for name, run in zip(names, runs, strict=True)
     ]
-    env = Environment(
-        loader=PackageLoader("biasaudit.report", "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        keep_trailing_newline=True,
-    )
-    html = env.get_template("compare.html.j2").render(runs=run_rows, suites=suites, columns=columns)
+    html = environment().get_template("compare.html.j2").render(runs=run_rows, suites=suites, columns=columns)
     lines = ["# Bias audit comparison", "", "| run | model | weights fingerprint | suites |", "|---|---|---|---|"]
     lines += [
         f"| {md_cell(r['label'])} | {md_cell(r['model'])} | {md_cell(r['fingerprint'])} | {md_cell(r['suites'])} |"

@@ -57,25 +57,33 @@ def _effect_view(f: Finding) -> dict[str, Any]:
     }
 
 
-def render_html(run: Run) -> str:
-    """The report page (a string)."""
+def environment() -> Any:
+    """The jinja2 environment of every page: the package's templates, autoescaping always on."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(
+    return Environment(
         loader=PackageLoader("biasaudit.report", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         keep_trailing_newline=True,
     )
+
+
+def render_html(run: Run) -> str:
+    """The report page (a string)."""
     effects = run.effects()
-    return env.get_template("report.html.j2").render(
-        model=run.model,
-        document=run.document,
-        card=_card(run),
-        skipped=sorted(run.skipped().items()),
-        findings=[_effect_view(f) for f in run.findings()],
-        not_significant=[_effect_view(f) for f in effects if not f.significant],
-        n_effects=len(effects),
-        sections=build_sections(run),
+    return (
+        environment()
+        .get_template("report.html.j2")
+        .render(
+            model=run.model,
+            document=run.document,
+            card=_card(run),
+            skipped=sorted(run.skipped().items()),
+            findings=[_effect_view(f) for f in run.findings()],
+            not_significant=[_effect_view(f) for f in effects if not f.significant],
+            n_effects=len(effects),
+            sections=build_sections(run),
+        )
     )
 
 

@@ -55,3 +55,20 @@ def test_the_check_sees_a_console_error_and_a_blank_page(tmp_path):
     problems = screenshot(broken, tmp_path / "broken.png")
     assert any("boom" in line for line in problems) and any("undefinedCall" in line for line in problems)
     assert distinct_colours(tmp_path / "broken.png") <= 2
+
+
+def test_the_fairness_page_renders_cleanly(tmp_path):
+    import pandas as pd
+
+    from biasaudit.fairness import GroupFairness
+    from biasaudit.report.fairness_page import render_fairness_html
+
+    rows = 60
+    frame = pd.DataFrame({"g": ["a"] * rows + ["b"] * rows, "y": [0, 1] * rows, "p": [1, 1, 0, 1] * (rows // 2)})
+    page = tmp_path / "fairness.html"
+    page.write_text(
+        render_fairness_html(GroupFairness(n_bootstrap=50).fit(frame, label="y", pred="p", groups=["g"]).result_)
+    )
+    shot = tmp_path / "fairness.png"
+    assert screenshot(page, shot) == []
+    assert distinct_colours(shot) > 50
