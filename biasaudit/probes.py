@@ -27,27 +27,45 @@ class ProbeValidationError(BiasAuditError, ValueError):
 
 
 def probes_dir() -> Path:
-    """Where the probe files are: ``$BIASAUDIT_PROBES`` when set (it replaces the shipped set), else the
-    copy an installed wheel carries (``biasaudit/probe_data``, packaged from ``probes/``), else the
-    ``probes/`` folder of the source checkout (an editable install)."""
-    env = os.environ.get("BIASAUDIT_PROBES")
-    if env:
-        return Path(env)
+    """The shipped probe set: the copy an installed wheel carries (``biasaudit/probe_data``, packaged from
+    ``probes/``), else the ``probes/`` folder of the source checkout (an editable install)."""
     shipped = Path(str(importlib.resources.files("biasaudit") / "probe_data"))
     if shipped.is_dir():
         return shipped
     return Path(__file__).resolve().parents[1] / "probes"
 
 
+def probe_dirs() -> list[Path]:
+    """Where probe files are looked up, first match wins: the folders of ``$BIASAUDIT_PROBES``
+    (``os.pathsep``-separated; a file there adds a probe or replaces the shipped one of the same
+    path), then the shipped set."""
+    env = os.environ.get("BIASAUDIT_PROBES", "")
+    return [*(Path(p) for p in env.split(os.pathsep) if p), probes_dir()]
+
+
+def find_probe_file(relative: str) -> Path | None:
+    """``<dir>/<relative>`` in the first of ``probe_dirs()`` that has it (None when none does)."""
+    return next((d / relative for d in probe_dirs() if (d / relative).is_file()), None)
+
+
+def list_probe_files(folder: str, pattern: str = "*.yaml") -> list[Path]:
+    """The probe files of ``folder`` across ``probe_dirs()``, one per name (an override wins), by name."""
+    found: dict[str, Path] = {}
+    for directory in reversed(probe_dirs()):
+        found.update({p.name: p for p in (directory / folder).glob(pattern)})
+    return [found[name] for name in sorted(found)]
+
+
 def resolve_probe_path(name_or_path: str | Path) -> Path:
-    """A path as given, or ``probes/<name>.yaml``."""
+    """A path as given, or ``<probe dir>/<name>.yaml`` (``$BIASAUDIT_PROBES`` first)."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} and path.is_file():
         return path
-    candidate = probes_dir() / f"{name_or_path}.yaml"
-    if candidate.is_file():
+    candidate = find_probe_file(f"{name_or_path}.yaml")
+    if candidate is not None:
         return candidate
-    raise ProbeValidationError(f"probe {str(name_or_path)!r} not found (looked for {path} and {candidate})")
+    looked = ", ".join(str(d / f"{name_or_path}.yaml") for d in probe_dirs())
+    raise ProbeValidationError(f"probe {str(name_or_path)!r} not found (looked for {path}, {looked})")
 
 
 def _check(value: Any, annotation: Any, where: str) -> None:

@@ -201,7 +201,7 @@ class Suite:
 
         from biasaudit.datasets import default_data_dir, folder_digest
         from biasaudit.errors import DatasetNotFoundError
-        from biasaudit.probes import probes_dir
+        from biasaudit.probes import probe_dirs
 
         root: Path | None
         try:
@@ -210,7 +210,7 @@ class Suite:
             root = None
         return {
             "data": {name: folder_digest(root / name) if root else None for name in self.data},
-            "probes": {name: folder_digest(probes_dir() / name) for name in self.probes},
+            "probes": {name: "+".join(str(folder_digest(d / name)) for d in probe_dirs()) for name in self.probes},
         }
 
     def load(self, data: Mapping[str, Any]) -> SuiteResult:

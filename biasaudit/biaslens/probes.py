@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.errors import InvalidRequestError
-from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir, read_probe_yaml
+from biasaudit.probes import (
+    ProbeValidationError,
+    find_probe_file,
+    list_probe_files,
+    probe_from_mapping,
+    read_probe_yaml,
+)
 
 TRADITIONAL_BENCHMARKS = ("crows_pairs", "bbq", "stereoset")
 
@@ -54,10 +60,6 @@ class ProbeSuite:
                     raise InvalidRequestError(f"probe concept {concept!r} is not in the suite's groups {self.groups}")
 
 
-def biaslens_dir() -> Path:
-    return probes_dir() / "biaslens"
-
-
 def suite_from_mapping(data: Any, source: str) -> ProbeSuite:
     if not isinstance(data, dict):
         raise ProbeValidationError(f"{source}: the file must hold a mapping of fields")
@@ -72,11 +74,11 @@ def load_probe_suite(name_or_path: str | Path) -> ProbeSuite:
     """``probes/biaslens/<name>.yaml`` (or a path), validated; errors name the file and field."""
     path = Path(name_or_path)
     if not (path.suffix in {".yaml", ".yml"} and path.is_file()):
-        path = biaslens_dir() / f"{name_or_path}.yaml"
+        path = find_probe_file(f"biaslens/{name_or_path}.yaml") or path
     if not path.is_file():
         raise ProbeValidationError(f"BiasLens suite {str(name_or_path)!r} not found; shipped: {shipped_suites()}")
     return suite_from_mapping(read_probe_yaml(path), str(path))
 
 
 def shipped_suites() -> list[str]:
-    return sorted(p.stem for p in biaslens_dir().glob("*.yaml"))
+    return [p.stem for p in list_probe_files("biaslens")]

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from biasaudit.errors import InvalidRequestError
-from biasaudit.probes import ProbeValidationError, probe_from_mapping, probes_dir, read_probe_yaml
+from biasaudit.probes import (
+    ProbeValidationError,
+    find_probe_file,
+    list_probe_files,
+    probe_from_mapping,
+    read_probe_yaml,
+)
 
 PLACEHOLDER = "{word}"
 
@@ -107,21 +113,18 @@ def group_from_mapping(data: Any, source: str) -> ConceptGroup:
     return group
 
 
-def concepts_dir() -> Path:
-    return probes_dir() / "concepts"
-
-
 def resolve_group_path(name_or_path: str | Path) -> Path:
-    """A YAML path as given, or ``probes/concepts/<name>.yaml``."""
+    """A YAML path as given, or ``concepts/<name>.yaml`` in the probe folders (``$BIASAUDIT_PROBES`` first)."""
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} and path.is_file():
         return path
-    candidate = concepts_dir() / f"{name_or_path}.yaml"
-    if candidate.is_file():
+    candidate = find_probe_file(f"concepts/{name_or_path}.yaml")
+    if candidate is not None:
         return candidate
-    available = ", ".join(sorted(p.stem for p in concepts_dir().glob("*.yaml")))
+    available = ", ".join(p.stem for p in list_probe_files("concepts"))
     raise ProbeValidationError(
-        f"concept group {str(name_or_path)!r} not found (looked for {path} and {candidate}); shipped: {available}"
+        f"concept group {str(name_or_path)!r} not found (looked for {path} and concepts/{name_or_path}.yaml in "
+        f"the probe folders); available: {available}"
     )
 
 
@@ -133,4 +136,4 @@ def load_concept_group(name_or_path: str | Path) -> ConceptGroup:
 
 def shipped_groups() -> list[str]:
     """Names of the concept groups in ``probes/concepts`` (generic text excluded)."""
-    return sorted(p.stem for p in concepts_dir().glob("*.yaml") if p.stem != "generic")
+    return [p.stem for p in list_probe_files("concepts") if p.stem != "generic"]

@@ -23,7 +23,7 @@ from typing import TypeVar
 from biasaudit.datasets import SourceRow, hub_rows, is_hub_id, read_json_array, read_jsonl
 from biasaudit.errors import DatasetFormatError, DatasetNotFoundError
 from biasaudit.negbias.items import QAItem, YesNoQuestion, check_unique_ids
-from biasaudit.probes import ProbeValidationError, probes_dir, read_probe_yaml
+from biasaudit.probes import ProbeValidationError, find_probe_file, probes_dir, read_probe_yaml
 
 T = TypeVar("T")
 ANSWER_TYPES = ("person", "place", "date", "number", "other")
@@ -33,7 +33,7 @@ _NO = {"no", "false"}
 
 def shipped_facts() -> Path:
     """The fact set we ship, so the default audit needs no external data."""
-    return probes_dir() / "negbias" / "facts.yaml"
+    return find_probe_file("negbias/facts.yaml") or probes_dir() / "negbias" / "facts.yaml"
 
 
 def _rows(source: str | Path) -> Iterable[SourceRow]:
