@@ -87,7 +87,7 @@ def content_lines(path: Path) -> Iterator[tuple[int, str]]:
         yield number, line
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?(@[\w.-]+)?$")
 
 
 @dataclass(frozen=True)
@@ -151,32 +151,78 @@ def benchmark_folder(source: str | Path | None, name: str, pattern: str) -> Path
     )
 
 
+def parse_hub_id(hub_id: str) -> tuple[str, str | None, str | None]:
+    """``owner/name[:config][@split]`` -> (name, config, split)."""
+    rest, _, split = hub_id.partition("@")
+    name, _, config = rest.partition(":")
+    return name, config or None, split or None
+
+
 def hub_rows(hub_id: str) -> list[SourceRow]:
-    """Rows of a hub dataset (``owner/name`` or ``owner/name:config``): its ``test`` split, or its only one."""
+    """Rows of a hub dataset, ``owner/name[:config][@split]``: the named split, else ``test``, else the only one."""
     from biasaudit.models import hub_reachable
 
-    name, _, config = hub_id.partition(":")
+    name, config, split = parse_hub_id(hub_id)
     # Checked up front: ``datasets`` retries an unreachable hub for half a minute before it gives up.
     if not hub_reachable():
         raise DatasetNotFoundError(
             f"{hub_id!r} is not a local folder, and the Hugging Face hub is unreachable (or HF_HUB_OFFLINE is "
-            "set); pass a local folder holding the files as their authors distribute them"
+            "set); pass a local folder holding the files as their authors distribute them, or a folder "
+            "saved with datasets' save_to_disk"
         )
     try:
         import datasets
 
-        loaded = datasets.load_dataset(name, config or None)
+        loaded = datasets.load_dataset(name, config)
     except Exception as exc:  # offline, unknown id, gated... every cause gets the same advice
         raise DatasetNotFoundError(
             f"{hub_id!r} is not a local folder and could not be loaded from the Hugging Face hub "
             f"({type(exc).__name__}: {str(exc)[:200]}); the hub may be unreachable: pass a local folder "
             "holding the files as their authors distribute them"
         ) from exc
-    splits = list(loaded.keys()) if isinstance(loaded, Mapping) else [None]
-    split = "test" if "test" in splits else splits[0] if len(splits) == 1 else None
+    return dataset_rows(loaded, f"hub:{name}{':' + config if config else ''}", split)
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file())
+
+
+def with_split(source: str | Path) -> tuple[Path, str | None]:
+    """``PATH[@split]`` -> (path, split); a path that exists as written keeps any ``@`` it has."""
+    text = str(source)
+    if "@" in text and not Path(text).exists():
+        base, _, split = text.rpartition("@")
+        return Path(base), split or None
+    return Path(text), None
+
+
+def saved_dataset_rows(source: str | Path) -> list[SourceRow]:
+    """Rows of a ``save_to_disk`` folder, ``PATH[@split]`` (the split rule of ``hub_rows``)."""
+    import datasets
+
+    path, split = with_split(source)
+    return dataset_rows(datasets.load_from_disk(str(path)), str(path), split)
+
+
+def dataset_rows(loaded: Any, where: str, split: str | None) -> list[SourceRow]:
+    """The rows of one split of a loaded ``datasets`` object; class-label ints become their names.
+
+    ``split``: the one named, else ``test``, else the only split; every row's location is
+    ``<where>[<split>]:<row>`` (1-based), as a file row's is ``file:line``.
+    """
+    import datasets
+
+    if not isinstance(loaded, Mapping):  # one Dataset: its only split
+        loaded = {str(getattr(loaded, "split", None) or "all"): loaded}
+    splits = list(loaded.keys())
+    if split is not None and split not in splits:
+        raise DatasetNotFoundError(f"{where} has no split {split!r}; its splits: {splits}")
     if split is None:
-        raise DatasetNotFoundError(f"hub dataset {hub_id!r} has splits {splits} and none is 'test'")
-    table = loaded[split] if isinstance(loaded, Mapping) else loaded
+        if "test" not in splits and len(splits) != 1:
+            raise DatasetNotFoundError(f"{where} has splits {splits} and none is 'test'; name one with @SPLIT")
+        split = "test" if "test" in splits else splits[0]
+    table = loaded[split]
     labels = {
         key: feature.int2str
         for key, feature in getattr(table, "features", {}).items()
@@ -185,7 +231,7 @@ def hub_rows(hub_id: str) -> list[SourceRow]:
     rows = []
     for i, record in enumerate(table):
         fields = {k: labels[k](v) if k in labels and isinstance(v, int) else v for k, v in record.items()}
-        rows.append(SourceRow(f"hub:{hub_id}[{split}]:{i + 1}", fields))
+        rows.append(SourceRow(f"{where}[{split}]:{i + 1}", fields))
     return rows
 
 

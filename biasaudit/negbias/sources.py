@@ -20,7 +20,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from biasaudit.datasets import SourceRow, hub_rows, is_hub_id, read_json_array, read_jsonl
+from biasaudit.datasets import (
+    SourceRow,
+    hub_rows,
+    is_hub_id,
+    is_saved_dataset,
+    read_json_array,
+    read_jsonl,
+    saved_dataset_rows,
+    with_split,
+)
 from biasaudit.errors import DatasetFormatError, DatasetNotFoundError
 from biasaudit.negbias.items import QAItem, YesNoQuestion, check_unique_ids
 from biasaudit.probes import ProbeValidationError, find_probe_file, probes_dir, read_probe_yaml
@@ -40,8 +49,13 @@ def _rows(source: str | Path) -> Iterable[SourceRow]:
     path = Path(source)
     if not path.exists() and is_hub_id(str(source)):
         return hub_rows(str(source))
+    if is_saved_dataset(with_split(source)[0]):
+        return saved_dataset_rows(source)
     if not path.is_file():
-        raise DatasetNotFoundError(f"{path} not found (a JSONL/JSON/YAML file, or a hub id when online)")
+        raise DatasetNotFoundError(
+            f"{path} not found (a JSONL/JSON/YAML file, a datasets save_to_disk folder[@split], or a hub id "
+            "owner/name[:config][@split] when online)"
+        )
     if path.suffix in {".yaml", ".yml"}:
         return _yaml_rows(path)
     if path.suffix == ".json":
