@@ -276,6 +276,7 @@ def calibrate(
 
 def _register_subcommands() -> None:
     from biasaudit.cli.concepts import concepts_app
+    from biasaudit.cli.data import data_app
     from biasaudit.cli.fairness import fairness
     from biasaudit.cli.lvlm import lvlm
     from biasaudit.cli.negbias import negbias_app
@@ -284,6 +285,7 @@ def _register_subcommands() -> None:
     app.add_typer(concepts_app, name="concepts")
     app.add_typer(sae_app, name="sae")
     app.add_typer(negbias_app, name="negbias")
+    app.add_typer(data_app, name="data")
     app.command("lvlm")(lvlm)
     app.command("fairness")(fairness)
 
