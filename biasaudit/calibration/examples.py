@@ -11,12 +11,24 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from biasaudit.calibration.tasks import Example, ICLTask
-from biasaudit.datasets import content_lines, default_data_dir, read_jsonl, read_text
+from biasaudit.calibration.tasks import GENERIC_FORMATS, Example, ICLTask
+from biasaudit.datasets import (
+    SourceRow,
+    content_lines,
+    default_data_dir,
+    hub_rows,
+    is_hub_id,
+    is_saved_dataset,
+    read_jsonl,
+    read_table,
+    read_text,
+    saved_dataset_rows,
+    with_split,
+)
 from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
 
 AGNEWS_HEADER = ["Class Index", "Title", "Description"]
@@ -110,15 +122,46 @@ _READERS = {
 }
 
 
-def read_examples(task: ICLTask, path: Path) -> list[Example]:
-    """Every example of one file, in file order, with labels mapped to the task's label indices."""
+def _generic_rows(task: ICLTask, source: Path | str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """(where, gold label value, fields) of a user task's rows: ``task.columns`` names the column of each
+    template slot, ``task.label_column`` the gold label (its value as a string: ``True``, ``2``, a class name)."""
+    mapping = task.slot_columns()
+    if task.format == "jsonl":
+        rows: Iterable[SourceRow] = read_jsonl(Path(source))
+    elif task.format == "csv":
+        rows = read_table(Path(source), [task.label_column, *mapping.values()])
+    elif task.format == "parquet":
+        import pandas as pd
+
+        if not Path(source).is_file():
+            raise DatasetNotFoundError(f"{source} not found")
+        records = pd.read_parquet(source).to_dict(orient="records")
+        rows = [SourceRow(f"{source}[row {i + 1}]", record) for i, record in enumerate(records)]
+    elif isinstance(source, str):  # hf, a hub id owner/name[:config]@split (load_split decides)
+        rows = hub_rows(source)
+    elif is_saved_dataset(with_split(source)[0]):  # hf, a save_to_disk folder[@split]
+        rows = saved_dataset_rows(source)
+    else:
+        raise DatasetNotFoundError(f"{source} is not a datasets save_to_disk folder (format: hf)")
+    for row in rows:
+        fields = {slot: str(row.get(column)).strip() for slot, column in mapping.items()}
+        empty = [slot for slot, text in fields.items() if not text]
+        if empty:
+            row.fail(f"empty text for slot(s) {empty}")
+        yield row.where, str(row.get(task.label_column)), fields
+
+
+def read_examples(task: ICLTask, path: Path | str) -> list[Example]:
+    """Every example of one file (or, for format ``hf``, dataset split), in order, labels mapped to indices."""
     index = {value: i for i, value in enumerate(task.labels)}
+    if task.format in GENERIC_FORMATS:
+        rows: Iterable[tuple[str, str, dict[str, str]]] = _generic_rows(task, path)
+    else:
+        rows = ((f"{path}:{number}", v, fields) for number, v, fields in _READERS[task.format](Path(path)))
     examples = []
-    for number, value, fields in _READERS[task.format](path):
+    for where, value, fields in rows:
         if value not in index:
-            raise DatasetFormatError(
-                f"{path}:{number}: gold label {value!r} is not one of task {task.name!r}'s {list(index)}"
-            )
+            raise DatasetFormatError(f"{where}: gold label {value!r} is not one of task {task.name!r}'s {list(index)}")
         examples.append(Example(fields=fields, label=index[value]))
     return examples
 
@@ -135,7 +178,11 @@ def load_split(task: ICLTask, split: Literal["train", "test"], data_dir: Path | 
     root = default_data_dir() if data_dir is None else Path(data_dir)
     if not root.is_dir():
         raise DatasetNotFoundError(f"data folder {root} does not exist; pass --data-dir or set BIASAUDIT_DATA")
-    examples = read_examples(task, root / getattr(task, split))
+    raw = getattr(task, split)
+    source: Path | str = root / raw
+    if task.format == "hf" and not with_split(source)[0].exists() and is_hub_id(raw):
+        source = raw  # a hub id, not a folder under the data folder
+    examples = read_examples(task, source)
     if task.train != task.test:
         return examples
     assert task.demo_pool_size is not None  # validate() guarantees it for a shared file

@@ -32,6 +32,10 @@ FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
     "trec_lines": ("text",),
     "superglue_jsonl": ("premise", "hypothesis"),
 }
+# Formats for a user's own task: any columns, named by ``columns`` (template slot -> column) and
+# ``label_column``; ``hf`` is a datasets save_to_disk folder (``PATH[@split]``) or a hub id
+# ``owner/name[:config]@split`` (calibration/examples.py reads them).
+GENERIC_FORMATS = ("jsonl", "csv", "parquet", "hf")
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,19 @@ class ICLTask:
     instruction: str | None = None
     separator: str = "\n\n"
     demo_pool_size: int | None = None
+    columns: dict[str, str] | None = None
+    label_column: str = "label"
+
+    def slot_columns(self) -> dict[str, str]:
+        """Template slot -> the column it reads (generic formats; a slot without a mapping reads its namesake)."""
+        return {slot: (self.columns or {}).get(slot, slot) for slot in _placeholders(self.template) if slot != "label"}
 
     def validate(self) -> None:
-        if self.format not in FORMAT_FIELDS:
-            raise InvalidRequestError(f"field 'format': {self.format!r} is not one of {sorted(FORMAT_FIELDS)}")
+        if self.format not in FORMAT_FIELDS and self.format not in GENERIC_FORMATS:
+            known = [*sorted(FORMAT_FIELDS), *GENERIC_FORMATS]
+            raise InvalidRequestError(f"field 'format': {self.format!r} is not one of {known}")
+        if self.columns is not None and self.format not in GENERIC_FORMATS:
+            raise InvalidRequestError(f"field 'columns' applies to the formats {list(GENERIC_FORMATS)} only")
         try:
             slots = _placeholders(self.template)
         except ValueError as exc:
@@ -93,12 +106,15 @@ class ICLTask:
         inputs = [s for s in slots if s != "label"]
         if not inputs:
             raise InvalidRequestError("field 'template' needs at least one input slot besides {label}")
-        unknown = sorted(set(inputs) - set(FORMAT_FIELDS[self.format]))
+        unknown = sorted(set(inputs) - set(FORMAT_FIELDS.get(self.format, inputs)))
         if unknown:
             raise InvalidRequestError(
                 f"field 'template': slot(s) {unknown} not provided by format {self.format!r}; "
                 f"available: {list(FORMAT_FIELDS[self.format])}"
             )
+        stray = sorted(set(self.columns or {}) - set(inputs))
+        if stray:
+            raise InvalidRequestError(f"field 'columns': {stray} are not template slots; the slots are {inputs}")
         if not self.labels:
             raise InvalidRequestError("field 'labels' must map at least one gold value to a label word")
         words = list(self.labels.values())
