@@ -154,8 +154,9 @@ def audit(
             request_chunk=request_chunk,
         )
         gates = _gates(fail_on)
+        selected = resolve_suites(config.suites, spec.backend) if gates else []
         for gate in gates:  # before any model time is spent
-            gate.check(resolve_suites(config.suites, spec.backend))
+            gate.check(selected)
         path = run_audit(config, out, force=force, console=err_console)
     except BiasAuditError as exc:
         raise fail(exc) from exc
@@ -176,14 +177,16 @@ def _gates(texts: list[str] | None) -> list[Any]:
     return [Gate.parse(text) for text in texts or []]
 
 
-def _print_report(out: Path, gates: list[Any]) -> None:
-    """Render the report of the run in ``out``, then check the CI gates (exit 3 when one fails)."""
+def _print_report(out: Path, gates: list[Any], run: Any = None) -> None:
+    """Render the report of the run in ``out`` (``run``, when already loaded), then check the CI gates
+    (exit 3 when one fails)."""
     from biasaudit.report import load_run, write_report
     from biasaudit.report.gates import GATE_EXIT_CODE, evaluate_gates
 
     try:
-        html, markdown = write_report(out)
-        outcomes = evaluate_gates(gates, load_run(out).frame()) if gates else []
+        run = load_run(out) if run is None else run
+        html, markdown = write_report(out, run)
+        outcomes = evaluate_gates(gates, run.frame()) if gates else []
     except BiasAuditError as exc:
         raise fail(exc) from exc
     console.print(f"report: {os.path.abspath(html)} (+ {markdown.name})")
@@ -207,13 +210,13 @@ def report(
 
     try:
         gates = _gates(fail_on)
-        if gates:
-            suites = [s for s in builtin_suites().values() if s.name in load_run(run).results]
-            for gate in gates:
-                gate.check(suites)
+        loaded = load_run(run)
+        suites = [s for s in builtin_suites().values() if s.name in loaded.results]
+        for gate in gates:
+            gate.check(suites)
     except BiasAuditError as exc:
         raise fail(exc) from exc
-    _print_report(run, gates)
+    _print_report(run, gates, loaded)
 
 
 @app.command()

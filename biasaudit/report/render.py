@@ -14,7 +14,7 @@ from typing import Any
 from biasaudit.jsonio import write_text_atomic
 from biasaudit.markdown import md_cell
 from biasaudit.report.run import Run, load_run
-from biasaudit.report.sections import Section, Table, build_sections, ci, num
+from biasaudit.report.sections import Section, Table, build_sections, ci, num, p_value
 from biasaudit.suite import Finding
 
 REPORT_HTML = "report.html"
@@ -23,9 +23,11 @@ TOP_RISKS = 10  # findings listed in the model-card section
 
 
 def p_text(p: float | None) -> str:
+    """``p_value`` in a sentence: "p < 0.001", "p = 0.012" ("" without a p-value)."""
     if p is None:
         return ""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"  # the sentence form of sections.p_value
+    text = p_value(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _card(run: Run) -> list[tuple[str, str]]:
@@ -68,8 +70,8 @@ def environment() -> Any:
     )
 
 
-def render_html(run: Run) -> str:
-    """The report page (a string)."""
+def render_html(run: Run, sections: list[Section] | None = None) -> str:
+    """The report page (a string); ``sections`` when the caller already built them (``build_sections``)."""
     effects = run.effects()
     return (
         environment()
@@ -82,7 +84,7 @@ def render_html(run: Run) -> str:
             findings=[_effect_view(f) for f in run.findings()],
             not_significant=[_effect_view(f) for f in effects if not f.significant],
             n_effects=len(effects),
-            sections=build_sections(run),
+            sections=build_sections(run) if sections is None else sections,
         )
     )
 
@@ -105,7 +107,7 @@ def _md_section(section: Section) -> list[str]:
     return lines
 
 
-def render_markdown(run: Run) -> str:
+def render_markdown(run: Run, sections: list[Section] | None = None) -> str:
     """The report's Markdown twin: header, findings, each suite's tables, and a model-card section."""
     findings, effects = run.findings(), run.effects()
     lines = [f"# Bias audit: {md_cell(run.model.get('name', '?'))}", ""]
@@ -139,7 +141,7 @@ def render_markdown(run: Run) -> str:
                 [[f.suite, f.effect, num(f.estimate), ci(f.ci95), num(f.null, 2)] for f in quiet],
             )
         )
-    for section in build_sections(run):
+    for section in build_sections(run) if sections is None else sections:
         lines += _md_section(section)
     lines += model_card_section(run)
     return "\n".join(lines).rstrip() + "\n"
@@ -170,11 +172,13 @@ def model_card_section(run: Run) -> list[str]:
     return lines
 
 
-def write_report(folder: str | Path) -> tuple[Path, Path]:
-    """Render the run in ``folder`` into ``folder/report.html`` and ``folder/report.md`` (nothing elsewhere)."""
+def write_report(folder: str | Path, run: Run | None = None) -> tuple[Path, Path]:
+    """Render the run in ``folder`` (``run``, when the caller already loaded it) into ``folder/report.html`` and
+    ``folder/report.md`` (nothing elsewhere). The sections, figures included, are built once for both."""
     folder = Path(folder)
-    run = load_run(folder)
+    run = load_run(folder) if run is None else run
+    sections = build_sections(run)
     html, markdown = folder / REPORT_HTML, folder / REPORT_MD
-    write_text_atomic(html, render_html(run))
-    write_text_atomic(markdown, render_markdown(run))
+    write_text_atomic(html, render_html(run, sections))
+    write_text_atomic(markdown, render_markdown(run, sections))
     return html, markdown
