@@ -39,3 +39,8 @@ def test_data_list_with_and_without_a_data_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "default_data_dir", nowhere)
     bare = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
     assert bare.exit_code == 0 and "BIASAUDIT_DATA unset" in bare.output and "missing" in bare.output
+
+
+def test_a_data_dir_that_does_not_exist_is_said(tmp_path):
+    result = runner.invoke(app, ["data", "list", "--data-dir", str(tmp_path / "nope")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "it does not exist" in result.output

@@ -429,3 +429,11 @@ def test_the_html_page_escapes_group_names():
     html = render_fairness_html(GroupFairness(n_bootstrap=50).fit(frame, label="y", pred="p", groups=["g"]).result_)
     assert "<script" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "data:image/svg+xml;base64," in html
+
+
+def test_cli_out_that_is_a_file_is_one_line(tmp_path: Path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    result = CliRunner().invoke(_app(), [str(tmp_path / "p.csv"), "--group", "g", "--out", str(afile)])
+    assert result.exit_code == 2 and "is a file; name a folder" in result.output
+    assert afile.read_text() == "not a folder"

@@ -58,7 +58,8 @@ def list_data(
     from biasaudit.suite import builtin_suites
 
     root, why = data_root(data_dir)
-    console.print(f"data folder: {escape(str(root)) if root else '—'} ({escape(why)})")
+    absent = " — it does not exist" if root is not None and not root.is_dir() else ""
+    console.print(f"data folder: {escape(str(root)) if root else '—'} ({escape(why)}){absent}")
     table = Table(title="datasets per suite")
     for column in ("suite", "reads", "status", "to get it"):
         table.add_column(column)

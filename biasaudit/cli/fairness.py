@@ -13,7 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from biasaudit.cli.common import console, fail
-from biasaudit.errors import BiasAuditError, DatasetFormatError, DatasetNotFoundError, MissingDependencyError
+from biasaudit.errors import (
+    BiasAuditError,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    InvalidRequestError,
+    MissingDependencyError,
+)
 from biasaudit.fairness import FairnessResult, GroupFairness
 from biasaudit.fairness.result import GAP_NULLS, LABELS, format_estimate
 from biasaudit.stats import MIN_CI_ITEMS
@@ -92,6 +98,8 @@ def fairness(
     from biasaudit.report.fairness_page import render_fairness_html
 
     try:
+        if out.exists() and not out.is_dir():
+            raise InvalidRequestError(f"--out {out} is a file; name a folder (it is created if missing)")
         frame = read_predictions(preds)
         estimator = GroupFairness(n_bootstrap=n_bootstrap, seed=seed, min_group_size=min_group_size)
         result = estimator.fit(frame, label=label, pred=pred, groups=group, score=score).result_
