@@ -8,6 +8,10 @@ Speed without changing a number (each trick has an equivalence test):
 * **Shared-prefix KV reuse.** Requests that share a long token prefix (few-shot demonstrations) encode
   it once; its KV cache is broadcast over a batch of suffixes, which are then the only tokens computed.
   Encoded prefixes are kept in a small LRU cache, so later calls with the same prompt skip it too.
+  The suffixes read the prefix through shared-prefix attention (``prefix_attention.py``): one batched
+  matmul against the single prefix for all rows and query heads, merged with each row's own causal
+  attention by log-sum-exp, so the prefix is never copied per row or per head; models it cannot
+  serve get the prefix as a KV cache broadcast over the rows.
   Generation uses it as well: a call's few-shot header is encoded once, the questions run on top.
 * **One prefill per prompt for k samples.** ``generate(..., num_return_sequences=k)`` encodes each
   prompt (all but its last token) once and repeats its KV cache k times; transformers' own option
@@ -29,6 +33,7 @@ Generation lives in ``hf_generation.py`` and hidden-state extraction in ``hf_sta
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from collections import OrderedDict, defaultdict
@@ -44,6 +49,7 @@ from biasaudit.backend.fingerprint import weights_fingerprint
 from biasaudit.backend.hf_generation import AUTO_GENERATE_BUDGET, GenerationMixin
 from biasaudit.backend.hf_states import HiddenStatesMixin
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
+from biasaudit.backend.prefix_attention import SharedPrefix, prefix_attention, unsupported_reason
 from biasaudit.backend.protocol import LabelMode, LoglikelihoodResult
 from biasaudit.backend.rows import ScoredRow
 from biasaudit.errors import InvalidRequestError, LabelCollisionError, LabelTruncationWarning
@@ -103,6 +109,10 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         any number of rows.
     prefix_cache_size:
         Encoded prefixes kept across calls (least recently used dropped first); 0 disables.
+    shared_prefix_attention:
+        Let the rows after a reused prefix read it through shared-prefix attention (see
+        ``prefix_attention.py``) rather than a KV cache copied into every row. Off, or for a model it
+        cannot serve (``prefix_attention_unavailable`` says why), the broadcast cache is used.
     progress:
         Show rich progress bars on long calls.
     """
@@ -118,6 +128,7 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         min_prefix_tokens: int = DEFAULT_MIN_PREFIX_TOKENS,
         min_reuse_saving: int = DEFAULT_MIN_REUSE_SAVING,
         prefix_cache_size: int = 8,
+        shared_prefix_attention: bool = True,
         progress: bool = True,
         name: str | None = None,
         max_length: int | None = None,
@@ -152,6 +163,10 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         self._decoder_layers = self._find_decoder_layers()
         self._prefix_token_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self._adds_bos = self._tokenizer_adds_bos()
+        # Why reused prefixes go through the broadcast cache instead (None: shared-prefix attention serves them).
+        self.prefix_attention_unavailable: str | None = (
+            "switched off" if not shared_prefix_attention else self._check_prefix_attention()
+        )
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -189,6 +204,42 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
             full = self.model(input_ids=ids).logits.float()
             split = self._head(self._body(input_ids=ids).last_hidden_state).float()
         return bool(torch.allclose(full, split, atol=1e-4, rtol=1e-4))
+
+    def _check_prefix_attention(self) -> str | None:
+        """Why shared-prefix attention cannot serve this model (None when it reproduces the broadcast cache).
+
+        Beyond what the config says (``unsupported_reason``), a model whose attention module does not pass
+        the forward's keywords on, or adds position biases of its own, would score wrongly; a 6-token
+        prefix and two rows (one right padded) run both ways tell.
+        """
+        reason = unsupported_reason(self.model)
+        if reason is not None or not self.prefix_reuse:
+            return reason
+        token = self.tokenizer.eos_token_id or 0
+        with torch.inference_mode():
+            prefix_kv = cache_tensors(output_cache(self._body(input_ids=torch.full((1, 6), token, device=self.device))))
+            ids = torch.tensor([[token, 1, 2], [token, 3, token]], device=self.device)
+            mask = torch.tensor([[1, 1, 1], [1, 1, 0]], device=self.device)
+            positions = torch.arange(6, 9, device=self.device).unsqueeze(0)
+            broadcast = self._body(
+                input_ids=ids,
+                attention_mask=torch.cat([torch.ones((2, 6), dtype=mask.dtype, device=self.device), mask], dim=1),
+                position_ids=positions,
+                use_cache=True,
+                **{self._cache_kwarg: broadcast_cache(prefix_kv, 2, self.model.config)},
+            ).last_hidden_state
+            with prefix_attention(self.model):
+                shared = self._body(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=False,
+                    shared_prefix=SharedPrefix(prefix_kv),
+                ).last_hidden_state
+        real = mask.bool()
+        if not torch.allclose(broadcast[real].float(), shared[real].float(), atol=1e-4, rtol=1e-3):
+            return f"{type(self.model).__name__}'s attention does not reproduce the broadcast cache with it"
+        return None
 
     def _find_decoder_layers(self) -> torch.nn.ModuleList:
         for module in self._body.modules():
@@ -400,20 +451,25 @@ class HFBackend(GenerationMixin, HiddenStatesMixin):
         prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         if prefix_len:
             prefix_len, prefix_states, prefix_kv = self._encoded_prefix(rows[0].tokens[:prefix_len])
+        shared = bool(prefix_len) and self.prefix_attention_unavailable is None
 
         def run(batch: np.ndarray) -> None:
             batch_rows = [rows[b] for b in batch]
-            ids, suffix_mask = self._right_padded([r.tokens[prefix_len:] for r in batch_rows])
-            kwargs: dict[str, Any] = {}
-            mask = suffix_mask
+            ids, mask = self._right_padded([r.tokens[prefix_len:] for r in batch_rows])
+            kwargs: dict[str, Any] = {"use_cache": False}
             if prefix_len:
-                mask = torch.cat([torch.ones_like(ids[:, :1]).expand(-1, prefix_len), suffix_mask], dim=1)
-                kwargs[self._cache_kwarg] = broadcast_cache(prefix_kv, len(batch_rows), self.model.config)
                 kwargs["position_ids"] = torch.arange(
                     prefix_len, prefix_len + ids.shape[1], device=self.device
                 ).unsqueeze(0)
+            if shared:
+                # The rows' cache holds their own tokens only; attention reads the prefix from here.
+                kwargs["shared_prefix"] = SharedPrefix(prefix_kv)
+            elif prefix_len:
+                mask = torch.cat([torch.ones_like(ids[:, :1]).expand(-1, prefix_len), mask], dim=1)
+                kwargs[self._cache_kwarg] = broadcast_cache(prefix_kv, len(batch_rows), self.model.config)
                 kwargs["use_cache"] = True
-            states = self._states(self._forward_states(ids, mask, **kwargs))
+            with prefix_attention(self.model) if shared else contextlib.nullcontext():
+                states = self._states(self._forward_states(ids, mask, **kwargs))
             # Gather every read position of the batch into one (n, d) block, then project once.
             blocks, read_pos, read_tok, read_idx = [], [], [], []
             offset = 0

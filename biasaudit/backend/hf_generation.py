@@ -3,7 +3,9 @@
 * **One prefill per prompt for k samples.** ``generate(..., num_return_sequences=k)`` encodes each
   prompt (all but its last token) once and repeats its KV cache k times; transformers' own option
   repeats the prompt before the forward pass, so it would pay for the prompt k times.
-* **A shared few-shot header** is encoded once per call (the scoring path's prefix cache).
+* **A shared few-shot header** is encoded once per call (the scoring path's prefix cache). The
+  prompts' own tokens are prefilled on top of it with shared-prefix attention (``prefix_attention.py``),
+  so the prefill reads the header once for the batch; decoding then gets an ordinary cache.
 * **Finished rows leave generation batches** every few tokens (with their rows of the KV cache), so
   a batch of short answers does not run as long as its longest one.
 
@@ -12,6 +14,7 @@ The mixin uses the host's model, tokenizer, planners and prefix machinery (``hf.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 
 from biasaudit.backend.kv_cache import broadcast_cache, cache_tensors, output_cache
+from biasaudit.backend.prefix_attention import SharedPrefix, prefix_attention
 from biasaudit.backend.rows import ScoredRow
 from biasaudit.errors import InvalidRequestError
 from biasaudit.progress import PROGRESS_MIN_ITEMS, progress_bar
@@ -41,6 +45,7 @@ class GenerationMixin:
     device: torch.device
     progress: bool
     prefix_reuse: bool
+    prefix_attention_unavailable: str | None
     generation_planner: Any
     _cache_kwarg: str
     _body: Any
@@ -239,25 +244,37 @@ class GenerationMixin:
         prefix_kv: list[tuple[torch.Tensor, torch.Tensor]],
         copies: int,
     ) -> Any:
-        """The KV cache ``generate`` starts from: the shared prefix and, when a prompt has several copies,
-        its own tokens but the last, run once and repeated ``copies`` times (None: nothing to share).
+        """The KV cache ``generate`` starts from: the shared prefix and the prompts' own tokens but the last,
+        repeated ``copies`` times per prompt (None: nothing to share).
 
         The last token is left to ``generate``, whose first step computes it (once per copy) and
-        gives the first continuation token's logits; everything before it is shared.
+        gives the first continuation token's logits; everything before it is shared. With shared-prefix
+        attention the own tokens read the prefix once for the batch and the decoding cache is
+        [prefix | own] per row; without it they are run only when there are copies to share them.
         own_ids, own_mask: (n, width), left padded.
         """
         n, width = own_ids.shape
         prefix_len = prefix_kv[0][0].shape[2] if prefix_kv else 0
-        if copies == 1 or width == 1:
+        shared = bool(prefix_kv) and self.prefix_attention_unavailable is None
+        if width == 1 or (copies == 1 and not shared):
             return broadcast_cache(prefix_kv, n * copies, self.model.config) if prefix_kv else None
         body_mask = own_mask[:, :-1]
         positions = prefix_len + (body_mask.cumsum(dim=1) - 1).clamp(min=0)
         kwargs: dict[str, Any] = {"position_ids": positions, "use_cache": True}
-        if prefix_kv:
+        if shared:
+            kwargs["shared_prefix"] = SharedPrefix(prefix_kv)
+        elif prefix_kv:
             kwargs[self._cache_kwarg] = broadcast_cache(prefix_kv, n, self.model.config)
             body_mask = torch.cat([torch.ones_like(own_mask[:, :1]).expand(-1, prefix_len), body_mask], dim=1)
-        out = self._body(input_ids=own_ids[:, :-1], attention_mask=body_mask, **kwargs)
-        return broadcast_cache(cache_tensors(output_cache(out)), copies, self.model.config)
+        with prefix_attention(self.model) if shared else contextlib.nullcontext():
+            out = self._body(input_ids=own_ids[:, :-1], attention_mask=body_mask, **kwargs)
+        kv = cache_tensors(output_cache(out))
+        if shared:  # the forward's cache holds the own tokens only; decoding reads [prefix | own]
+            kv = [
+                (torch.cat([pk.expand(n, -1, -1, -1), k], dim=2), torch.cat([pv.expand(n, -1, -1, -1), v], dim=2))
+                for (pk, pv), (k, v) in zip(prefix_kv, kv, strict=True)
+            ]
+        return broadcast_cache(kv, copies, self.model.config)
 
 
 def check_generation_request(n: int, max_new_tokens: int, do_sample: bool, temperature: float) -> None:
