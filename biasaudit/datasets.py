@@ -5,13 +5,10 @@ reported where it lies: ``DatasetFormatError("…/crows_pairs_anonymized.csv:17:
 The error classes and the default data folder (``$BIASAUDIT_DATA`` or ``shared/data`` beside the
 checkout) are the ones the calibration tasks use.
 
-A ``source`` is one of
-
-* ``None``: the benchmark's folder under the default data folder;
-* a folder path: the benchmark's own folder, or a data folder holding it under its usual name;
-* a hub id ``owner/name`` (or ``owner/name:config``): loaded with ``datasets`` when the hub is reachable.
-  Its rows must carry the columns of the distributed files (class-label columns are decoded to their
-  names); an unreachable hub is a ``DatasetNotFoundError`` that says to pass a local folder.
+Which source a benchmark reads (its folder in the data folder, a fetched copy, or the hub) is decided
+in ``data_sources.py`` from the dataset's declaration; this module reads rows once a source is chosen:
+files as their authors distribute them, ``save_to_disk`` folders, and hub ids
+``owner/name[:config][@split]`` (class-label columns decoded to their names).
 """
 
 from __future__ import annotations
@@ -134,21 +131,6 @@ class SourceRow:
 def is_hub_id(source: str | Path) -> bool:
     """Whether ``source`` names a hub dataset rather than a local path (an existing path always wins)."""
     return isinstance(source, str) and not Path(source).exists() and bool(_HUB_ID.match(source))
-
-
-def benchmark_folder(source: str | Path | None, name: str, pattern: str) -> Path:
-    """The folder holding a benchmark's files: ``source`` itself when it holds a file matching
-    ``pattern``, else ``source/name``; ``source`` defaults to the shared data folder."""
-    root = default_data_dir() if source is None else Path(source)
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"data folder {root} does not exist; pass --data-dir or set BIASAUDIT_DATA")
-    for folder in (root, root / name):
-        if folder.is_dir() and any(folder.glob(pattern)):
-            return folder
-    raise DatasetNotFoundError(
-        f"no {name} files ({pattern}) in {root} or {root / name}; put the files as the authors distribute "
-        "them there, or pass --data-dir / set BIASAUDIT_DATA"
-    )
 
 
 def parse_hub_id(hub_id: str) -> tuple[str, str | None, str | None]:

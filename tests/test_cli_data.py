@@ -1,30 +1,16 @@
-"""biasaudit data list: what each suite reads, and whether the data folder has it."""
+"""biasaudit data list: what each suite reads, and whether the data folder has it (fetch: test_data_sources.py)."""
 
 from __future__ import annotations
 
 from typer.testing import CliRunner
 
 from biasaudit.cli import app
-from biasaudit.cli.data import missing_files
 
 runner = CliRunner()
 
 
-def test_missing_files_per_dataset(tmp_path):
-    assert missing_files("crows_pairs", tmp_path) == ["crows_pairs/"]
-    (tmp_path / "crows_pairs").mkdir()
-    assert missing_files("crows_pairs", tmp_path) == ["crows_pairs/"]  # an empty folder is not data
-    (tmp_path / "crows_pairs" / "crows_pairs_anonymized.csv").write_text("x")
-    assert missing_files("crows_pairs", tmp_path) == []
-    needed = missing_files("fewshot_cls", tmp_path)
-    assert "fewshot_cls/sst2/stsa.binary.train" in needed and len(needed) >= 8
-    (tmp_path / "fewshot_cls" / "sst2").mkdir(parents=True)
-    (tmp_path / "fewshot_cls" / "sst2" / "stsa.binary.train").write_text("1 fine\n")
-    assert "fewshot_cls/sst2/stsa.binary.train" not in missing_files("fewshot_cls", tmp_path)
-
-
 def test_data_list_with_and_without_a_data_folder(tmp_path, monkeypatch):
-    from biasaudit import datasets
+    from biasaudit import data_sources
 
     (tmp_path / "bbq").mkdir()
     (tmp_path / "bbq" / "Age.jsonl").write_text("{}\n")
@@ -34,11 +20,12 @@ def test_data_list_with_and_without_a_data_folder(tmp_path, monkeypatch):
     assert "found" in rows["bbq"] and "missing" in rows["crows_pairs"] and "ready" in rows["yesno_prior"]
 
     def nowhere():
-        raise datasets.DatasetNotFoundError("none")
+        raise data_sources.DatasetNotFoundError("none")
 
-    monkeypatch.setattr(datasets, "default_data_dir", nowhere)
+    monkeypatch.setattr(data_sources, "default_data_dir", nowhere)
     bare = runner.invoke(app, ["data", "list"], env={"COLUMNS": "200"})
     assert bare.exit_code == 0 and "BIASAUDIT_DATA unset" in bare.output and "missing" in bare.output
+    assert "biasaudit data fetch crows_pairs --to DIR" in bare.output and "hub: unreachable" in bare.output
 
 
 def test_a_data_dir_that_does_not_exist_is_said(tmp_path):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from biasaudit.calibration.tasks import GENERIC_FORMATS, Example, ICLTask
+from biasaudit.calibration.tasks import FORMAT_FIELDS, GENERIC_FORMATS, Example, ICLTask
 from biasaudit.datasets import (
     SourceRow,
     content_lines,
@@ -151,13 +151,23 @@ def _generic_rows(task: ICLTask, source: Path | str) -> Iterator[tuple[str, str,
         yield row.where, str(row.get(task.label_column)), fields
 
 
+def _hub_schema_rows(task: ICLTask, rows: Iterable[SourceRow]) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """(where, gold label value, fields) of rows a task's hub mapping produced (``label`` and the slots)."""
+    slots = [slot for slot in FORMAT_FIELDS[task.format] if "{" + slot + "}" in task.template]
+    for row in rows:
+        yield row.where, str(row.get("label")), {slot: row.text(slot) for slot in slots}
+
+
 def read_examples(task: ICLTask, path: Path | str) -> list[Example]:
     """Every example of one file (or, for format ``hf``, dataset split), in order, labels mapped to indices."""
-    index = {value: i for i, value in enumerate(task.labels)}
     if task.format in GENERIC_FORMATS:
-        rows: Iterable[tuple[str, str, dict[str, str]]] = _generic_rows(task, path)
-    else:
-        rows = ((f"{path}:{number}", v, fields) for number, v, fields in _READERS[task.format](Path(path)))
+        return _indexed(task, _generic_rows(task, path))
+    return _indexed(task, ((f"{path}:{number}", v, fields) for number, v, fields in _READERS[task.format](Path(path))))
+
+
+def _indexed(task: ICLTask, rows: Iterable[tuple[str, str, dict[str, str]]]) -> list[Example]:
+    """Examples with their gold label values mapped to the task's label indices."""
+    index = {value: i for i, value in enumerate(task.labels)}
     examples = []
     for where, value, fields in rows:
         if value not in index:
@@ -175,6 +185,16 @@ def load_split(task: ICLTask, split: Literal["train", "test"], data_dir: Path | 
     """
     if split not in ("train", "test"):
         raise InvalidRequestError(f"split must be 'train' or 'test', not {split!r}")
+    if task.hub is not None:
+        from biasaudit.data_sources import data_root, icl_decl, locate
+
+        decl = icl_decl(task)
+        located = locate(decl, data_root(data_dir))
+        if located.kind != "files":  # a fetched copy or the hub: the declared splits, mapped
+            hub = decl.hub_source
+            assert hub is not None
+            rows = hub.rows_from_hub(split) if located.path is None else hub.rows_from_folder(located.path, split)
+            return _indexed(task, _hub_schema_rows(task, rows))
     root = default_data_dir() if data_dir is None else Path(data_dir)
     if not root.is_dir():
         raise DatasetNotFoundError(f"data folder {root} does not exist; pass --data-dir or set BIASAUDIT_DATA")

@@ -7,7 +7,6 @@ definitions in ``docs/calibration.md`` and ``docs/methods.md`` §2.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from biasaudit.suite import Finding, SkippedResult, SuiteResult, effect_from_estimate, register_suite
@@ -73,15 +72,15 @@ class ICLResult(SuiteResult):
 )
 def run_icl_suite(backend: Backend, config: RunConfig) -> ICLResult | SkippedResult:
     from biasaudit.calibration.evaluate import ICLEvalConfig, evaluate_icl
-    from biasaudit.datasets import default_data_dir
+    from biasaudit.data_sources import data_root
     from biasaudit.errors import DatasetNotFoundError
 
+    data_dir = data_root(config.data_dir)  # None: the tasks' hub copies, where the hub is reachable
+    eval_config = ICLEvalConfig(shots=[SHOTS], seeds=[config.seed, config.seed + 1], n_test=config.limit or 100)
     try:
-        data_dir = Path(config.data_dir) if config.data_dir else default_data_dir()
+        tasks = evaluate_icl(backend, eval_config, data_dir)
     except DatasetNotFoundError as exc:
         return SkippedResult(str(exc))
-    eval_config = ICLEvalConfig(shots=[SHOTS], seeds=[config.seed, config.seed + 1], n_test=config.limit or 100)
-    tasks = evaluate_icl(backend, eval_config, data_dir)
     gains = {
         name: {
             method: row[method]["macro_f1_mean"] - row["none"]["macro_f1_mean"]
@@ -91,4 +90,5 @@ def run_icl_suite(backend: Backend, config: RunConfig) -> ICLResult | SkippedRes
         for name, result in tasks.items()
         for row in [result["summary"][str(SHOTS)]]
     }
-    return ICLResult(protocol=eval_config.to_dict(), data_dir=str(data_dir), macro_f1_gain_vs_none=gains, tasks=tasks)
+    source = str(data_dir) if data_dir else "hub"
+    return ICLResult(protocol=eval_config.to_dict(), data_dir=source, macro_f1_gain_vs_none=gains, tasks=tasks)

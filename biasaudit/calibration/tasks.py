@@ -69,7 +69,9 @@ class ICLTask:
     leading space; its order fixes the label indices. ``train`` and ``test`` are paths relative to the
     data folder. When both name the same file, ``demo_pool_size`` of its rows (chosen with
     ``examples.DEMO_POOL_SEED``) form the demonstration pool and the others the evaluation set, so no
-    demonstration can also be a test query.
+    demonstration can also be a test query. ``hub``: the task's hub copy (``data_sources.HubSource``:
+    id, config, splits for train and test, column and label-value mapping), read when the data folder
+    lacks the files, from a copy ``biasaudit data fetch icl`` wrote or from the hub.
     """
 
     name: str
@@ -84,6 +86,7 @@ class ICLTask:
     demo_pool_size: int | None = None
     columns: dict[str, str] | None = None
     label_column: str = "label"
+    hub: dict[str, Any] | None = None
 
     def slot_columns(self) -> dict[str, str]:
         """Template slot -> the column it reads (generic formats; a slot without a mapping reads its namesake)."""
@@ -112,6 +115,14 @@ class ICLTask:
                 f"field 'template': slot(s) {unknown} not provided by format {self.format!r}; "
                 f"available: {list(FORMAT_FIELDS[self.format])}"
             )
+        if self.hub is not None:
+            if self.format in GENERIC_FORMATS:
+                raise InvalidRequestError(
+                    f"field 'hub' applies to the built-in formats; format {self.format!r} names its data in train/test"
+                )
+            from biasaudit.data_sources import HubSource
+
+            HubSource.parse(self.hub, "field 'hub'")
         stray = sorted(set(self.columns or {}) - set(inputs))
         if stray:
             raise InvalidRequestError(f"field 'columns': {stray} are not template slots; the slots are {inputs}")

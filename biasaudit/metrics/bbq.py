@@ -47,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.datasets import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
+from biasaudit.data_sources import dataset_decl, load_rows
+from biasaudit.datasets import SourceRow, read_jsonl
 from biasaudit.errors import InvalidRequestError
 from biasaudit.metrics.common import group_indices, stratified_sample
 from biasaudit.stats import Estimate, paired_difference, proportion
@@ -143,11 +144,11 @@ def load_bbq(source: str | Path | None = None, categories: Sequence[str] | None 
 
     ``categories`` keeps only those categories (by the rows' ``category`` field).
     """
-    if source is not None and is_hub_id(source):
-        rows = hub_rows(str(source))
-    else:
-        folder = benchmark_folder(source, "bbq", "*.jsonl")
-        rows = [row for path in sorted(folder.glob("*.jsonl")) for row in read_jsonl(path)]
+
+    def read_files(folder: Path) -> list[SourceRow]:
+        return [row for path in sorted(folder.glob("*.jsonl")) for row in read_jsonl(path)]
+
+    rows = load_rows(dataset_decl("bbq"), source, read_files)
     items = [_parse(row) for row in rows]
     if categories is not None:
         keep = set(categories)

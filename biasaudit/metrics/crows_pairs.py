@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.datasets import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_table
+from biasaudit.data_sources import dataset_decl, load_rows
+from biasaudit.datasets import SourceRow, read_table
 from biasaudit.errors import InvalidRequestError
 from biasaudit.metrics.common import group_indices, stratified_sample
 from biasaudit.stats import Estimate, proportion
@@ -78,10 +79,7 @@ def _parse(row: SourceRow) -> CrowSPair:
 
 def load_crows_pairs(source: str | Path | None = None) -> list[CrowSPair]:
     """Every pair of ``crows_pairs_anonymized.csv`` (folder ``source``, default data folder, or a hub id)."""
-    if source is not None and is_hub_id(source):
-        rows = hub_rows(str(source))
-    else:
-        rows = list(read_table(benchmark_folder(source, "crows_pairs", FILE_NAME) / FILE_NAME, COLUMNS))
+    rows = load_rows(dataset_decl("crows_pairs"), source, lambda folder: read_table(folder / FILE_NAME, COLUMNS))
     return [_parse(row) for row in rows]
 
 

@@ -52,7 +52,8 @@ from typing import Any
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.datasets import SourceRow, benchmark_folder, hub_rows, is_hub_id, read_jsonl
+from biasaudit.data_sources import dataset_decl, load_rows
+from biasaudit.datasets import SourceRow, read_jsonl
 from biasaudit.errors import InvalidRequestError
 from biasaudit.metrics.common import group_indices, stratified_sample
 from biasaudit.stats import MIN_CI_ITEMS, Estimate, proportion
@@ -97,10 +98,7 @@ def _parse(row: SourceRow) -> StereoSetItem:
 def load_stereoset(source: str | Path | None = None) -> list[StereoSetItem]:
     """Every example of ``stereoset_dev_flat.jsonl`` (folder ``source``, default data folder, or a hub id
     whose rows have the same flat fields)."""
-    if source is not None and is_hub_id(source):
-        rows = hub_rows(str(source))
-    else:
-        rows = list(read_jsonl(benchmark_folder(source, "stereoset", FILE_NAME) / FILE_NAME))
+    rows = load_rows(dataset_decl("stereoset"), source, lambda folder: read_jsonl(folder / FILE_NAME))
     return [_parse(row) for row in rows]
 
 

@@ -36,7 +36,8 @@ from typing import Any, Literal
 import numpy as np
 
 from biasaudit.backend.protocol import Backend
-from biasaudit.datasets import benchmark_folder, content_lines, is_hub_id
+from biasaudit.data_sources import data_root, dataset_decl, locate
+from biasaudit.datasets import content_lines, is_hub_id
 from biasaudit.errors import DatasetFormatError, InvalidRequestError
 from biasaudit.metrics.common import group_indices, stratified_sample
 from biasaudit.stats import Estimate, paired_difference, proportion
@@ -131,7 +132,7 @@ def _read_occupations(folder: Path) -> list[str]:
 def load_winobias(source: str | Path | None = None, split: Split = "test") -> list[WinoBiasPair]:
     """Pro/anti pairs of both types from ``{pro,anti}_stereotyped_type{1,2}.txt.{dev,test}``.
 
-    WinoBias is read from the authors' bracketed text files only (its hub copies use another layout).
+    WinoBias is read from the authors' bracketed text files only (probes/datasets/winobias.yaml says why).
     The two files of a type must pair line by line, with the same sentence ids.
     """
     if source is not None and is_hub_id(source):
@@ -141,7 +142,8 @@ def load_winobias(source: str | Path | None = None, split: Split = "test") -> li
         )
     if split not in ("dev", "test", "all"):
         raise InvalidRequestError(f"split must be 'dev', 'test' or 'all', not {split!r}")
-    folder = benchmark_folder(source, "winobias", "pro_stereotyped_type1.txt.*")
+    folder = locate(dataset_decl("winobias"), data_root(source)).path
+    assert folder is not None  # no hub copy is declared, so only a folder can be found
     occupations = _read_occupations(folder)
     pairs = []
     for split_name in ("dev", "test") if split == "all" else (split,):

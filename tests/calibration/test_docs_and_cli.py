@@ -83,15 +83,17 @@ def test_audit_icl_suite_end_to_end(tmp_path, monkeypatch, default_model_dir):
     assert gain == pytest.approx(row["dc"]["macro_f1_mean"] - row["none"]["macro_f1_mean"])
 
 
-def test_icl_suite_without_data_says_skipped(tmp_path, monkeypatch, tiny_backend):
-    from biasaudit import datasets
+def test_icl_suite_without_data_says_skipped_and_how_to_get_it(tmp_path, monkeypatch, tiny_backend):
+    from biasaudit import data_sources
     from biasaudit.audit import SUITES, RunConfig
     from biasaudit.backend.spec import BackendSpec
 
     def missing():
-        raise datasets.DatasetNotFoundError("no data folder found; pass --data-dir")
+        raise data_sources.DatasetNotFoundError("no data folder found; pass --data-dir")
 
-    monkeypatch.setattr(datasets, "default_data_dir", missing)
+    monkeypatch.setattr(data_sources, "default_data_dir", missing)
     result = SUITES["icl"].run(tiny_backend, RunConfig(backend=BackendSpec(model="tiny")))
-    assert result.to_dict() == {"skipped": "no data folder found; pass --data-dir"}
-    assert result.headline() == "skipped: no data folder found; pass --data-dir"
+    reason = result.to_dict()["skipped"]
+    assert reason.startswith("sst2: neither its files") and "the hub is unreachable" in reason
+    assert "biasaudit data fetch icl --to DIR, then pass --data-dir DIR" in reason
+    assert result.headline() == f"skipped: {reason}"

@@ -170,7 +170,7 @@ def test_a_header_without_rows_is_an_error(tmp_path):
 
 
 def test_missing_folder_and_unreachable_hub_are_clear(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="no crows_pairs files"):
+    with pytest.raises(DatasetNotFoundError, match=r"crows_pairs: neither its files \(crows_pairs_anonymized.csv\)"):
         load_crows_pairs(tmp_path)
     with pytest.raises(DatasetNotFoundError, match="the Hugging Face hub is unreachable"):
         load_crows_pairs("nobody-here/no-such-crows-pairs")

@@ -11,8 +11,8 @@ import pytest
 from conftest import SHARED_DATA
 from loglikelihood_fakes import FakeBackend
 
-from biasaudit.datasets import benchmark_folder, is_hub_id, read_table
-from biasaudit.errors import DatasetFormatError, DatasetNotFoundError, InvalidRequestError
+from biasaudit.datasets import is_hub_id, read_table
+from biasaudit.errors import DatasetFormatError, InvalidRequestError
 from biasaudit.metrics import BENCHMARKS, run_benchmark
 from biasaudit.metrics.common import group_indices, percent, stratified_sample
 from biasaudit.stats import (
@@ -115,15 +115,7 @@ def test_read_table_reports_the_first_line_of_a_multiline_row(tmp_path):
         list(read_table(path, ["a"]))
 
 
-def test_sources_folder_or_hub_id(tmp_path, monkeypatch):
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "x.jsonl").write_text("{}\n")
-    assert benchmark_folder(tmp_path, "bench", "*.jsonl") == tmp_path / "bench"
-    assert benchmark_folder(tmp_path / "bench", "bench", "*.jsonl") == tmp_path / "bench"
-    with pytest.raises(DatasetNotFoundError, match="does not exist"):
-        benchmark_folder(tmp_path / "nope", "bench", "*.jsonl")
-    monkeypatch.setenv("BIASAUDIT_DATA", str(tmp_path))
-    assert benchmark_folder(None, "bench", "*.jsonl") == tmp_path / "bench"
+def test_hub_ids_and_paths_are_told_apart(tmp_path):
     assert is_hub_id("nyu-mll/crows_pairs") and is_hub_id("owner/name:config")
     assert not is_hub_id(str(tmp_path)) and not is_hub_id("./rel/path") and not is_hub_id("a/b/c")
 
