@@ -244,7 +244,7 @@ def icl_decl(task: Any) -> DatasetDecl:
         description=task.description,
         folder=str(train.parent),
         files=sorted({train.name, test.name}),
-        origin=f"the task's source (probes/icl/{task.name}.yaml)",
+        origin=f"the copy the ICL calibration papers use (docs/calibration.md, task {task.name})",
         license="see the dataset card",
         suites=["icl"],
         hub=task.hub,
