@@ -14,11 +14,19 @@ wall time, tokens/s (tokens = what a naive scorer processes: the sum of len(cont
 tokens), speedups, the largest |log-prob difference| from the naive loop, and FLOP utilisation
 (2 * n_params * tokens/s over the measured fp32 matmul FLOP/s of this machine).
 
+On the few-shot workload it also profiles how the reused prefix reaches the suffix rows, in the same
+run: the old path (the prefix KV cache broadcast into every row, SDPA) against shared-prefix attention
+(``biasaudit/backend/prefix_attention.py``). For each: wall time, the share of CPU time in the model's
+matmuls (torch.profiler self time of ``aten::linear``/``aten::addmm``/``aten::mm`` over all ops), and
+tokens/s against the matmul floor (2 x non-embedding parameters x tokens run / the FLOP/s of
+``torch.matmul`` on the model's own linear shapes, measured in the same run).
+
 Run from the repository root (needs ``pip install -e '.[bench]'`` and the SST-2 files under
 ``../shared/data/fewshot_cls/sst2``)::
 
     python benchmarks/bench_scoring.py            # full run, several minutes on a laptop CPU
     python benchmarks/bench_scoring.py --quick    # smoke run
+    python benchmarks/bench_scoring.py --profile-only --queries 16   # the prefix-path profile alone
 
 It prints a table and writes ``benchmarks/results/scoring.json``.
 """
@@ -26,6 +34,7 @@ It prints a table and writes ``benchmarks/results/scoring.json``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import logging
@@ -47,6 +56,11 @@ DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "scoring.json"
 SST2_SUBDIR = Path("fewshot_cls") / "sst2"
 LABEL_WORDS = {0: "negative", 1: "positive"}
 # Targets stated by the issue: (workload, baseline) -> minimum speedup of ours (prefix_reuse=True).
+# The model's matmuls in torch.profiler (self time; linear -> matmul -> mm or addmm on a CPU).
+MATMUL_OPS = ("aten::linear", "aten::addmm", "aten::mm")
+# Target of the shared-prefix attention issue: share of CPU time in the model's matmuls, 8-shot workload.
+MATMUL_SHARE_TARGET = 0.75
+PREFIX_PATHS = {"broadcast cache + sdpa": False, "shared-prefix attention": True}
 TARGETS = {
     ("fewshot", "lm-eval"): 4.0,
     ("unique", "lm-eval"): 1.0,
@@ -178,6 +192,133 @@ def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
         torch.matmul(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def linear_matmul_flops(config: Any, rows: int = 1024, repeats: int = 5) -> float:
+    """Best fp32 FLOP/s of one decoder layer's linear maps (q, k, v, o, gate, up, down) on ``rows`` tokens.
+
+    The model's own shapes (576 wide for SmolLM2-135M) run well below a square 2048 matmul's rate, so
+    this is the fair floor for the model's matmuls.
+    """
+    hidden, inter = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    q_out, kv_out = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    shapes = [(hidden, q_out), (hidden, kv_out), (hidden, kv_out), (q_out, hidden), (hidden, inter), (hidden, inter)]
+    shapes.append((inter, hidden))
+    inputs = {k: torch.randn(rows, k) for k, _ in shapes}
+    weights = [torch.randn(k, n) for k, n in shapes]
+
+    def layer() -> None:
+        for (k, _), w in zip(shapes, weights, strict=True):
+            torch.matmul(inputs[k], w)
+
+    layer()  # warm-up
+    best = min(timed(layer) for _ in range(repeats))
+    return 2 * rows * sum(k * n for k, n in shapes) / best
+
+
+def counting_real_tokens(backend: Any) -> list[int]:
+    """Tokens (padding left out) of each forward ``backend`` runs; the list grows as it works."""
+    counts: list[int] = []
+    original = backend._forward_states
+
+    def counting(ids: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> Any:
+        counts.append(int(mask[:, -ids.shape[1] :].sum()))
+        return original(ids, mask, **kwargs)
+
+    backend._forward_states = counting
+    return counts
+
+
+def matmul_share(backend: Any, requests: Sequence[Request]) -> tuple[float, dict[str, float]]:
+    """(share of profiled CPU self time in ``MATMUL_OPS``, the five largest ops' shares) for one call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        backend_scores(backend, requests)
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values())
+    top = sorted(self_us, key=self_us.__getitem__, reverse=True)[:5]
+    return sum(self_us.get(op, 0.0) for op in MATMUL_OPS) / total, {op: self_us[op] / total for op in top}
+
+
+def profile_prefix_paths(
+    requests: list[Request], model: Any, tokenizer: Any, repeats: int, linear_flops: float, non_embedding: int
+) -> dict[str, Any]:
+    """The old and new ways a reused prefix reaches the suffix rows, timed and profiled in one run."""
+    from biasaudit.backend.hf import HFBackend
+
+    print(f"\n[prefix paths] {len(requests)} few-shot requests", flush=True)
+    backends = {
+        key: HFBackend(model, tokenizer, shared_prefix_attention=shared, progress=False, prefix_cache_size=0)
+        for key, shared in PREFIX_PATHS.items()
+    }
+    tokens = {key: counting_real_tokens(b) for key, b in backends.items()}
+    rounds: dict[str, list[float]] = {key: [] for key in backends}
+    scores: dict[str, np.ndarray] = {}
+    load = []
+    for r in range(repeats):  # interleaved, fastest kept (see ``run_workload``)
+        load.append(os.getloadavg()[0])
+        for key, b in backends.items():
+            tokens[key].clear()
+            start = time.perf_counter()
+            scores[key] = backend_scores(b, requests)
+            rounds[key].append(time.perf_counter() - start)
+            print(f"  round {r + 1} {key:<24}{rounds[key][-1]:8.2f} s", flush=True)
+    paths = {}
+    for key, b in backends.items():
+        n_tokens, seconds = sum(tokens[key]), min(rounds[key])
+        share, top_ops = matmul_share(b, requests)
+        floor_seconds = 2 * non_embedding * n_tokens / linear_flops
+        paths[key] = {
+            "seconds": seconds,
+            "seconds_per_round": rounds[key],
+            "tokens_run": n_tokens,
+            "tokens_per_s": n_tokens / seconds,
+            "matmul_floor_tokens_per_s": n_tokens / floor_seconds,
+            "fraction_of_matmul_floor": floor_seconds / seconds,
+            "matmul_share": share,
+            "top_ops_share": top_ops,
+            "prefix_attention_unavailable": b.prefix_attention_unavailable,
+        }
+    old, new = (paths[key] for key in PREFIX_PATHS)
+    return {
+        "n_requests": len(requests),
+        "load_average_1min_per_round": load,
+        "load_average_end": list(os.getloadavg()),
+        "linear_matmul_flops_per_s": linear_flops,
+        "non_embedding_params": non_embedding,
+        "matmul_ops": list(MATMUL_OPS),
+        "matmul_share_formula": "self CPU time of matmul_ops / self CPU time of all ops (torch.profiler, one call)",
+        "matmul_floor_formula": "2 * non_embedding_params * tokens_run / linear_matmul_flops_per_s",
+        "matmul_share_target": MATMUL_SHARE_TARGET,
+        "speedup": old["seconds"] / new["seconds"],
+        "max_abs_diff": float(np.max(np.abs(scores["shared-prefix attention"] - scores["broadcast cache + sdpa"]))),
+        "paths": paths,
+    }
+
+
+def print_prefix_table(profile: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Few-shot prefix paths (one run, same requests)")
+    for col in ("path", "time s", "tok/s", "floor tok/s", "x floor", "matmul share"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for key, p in profile["paths"].items():
+        table.add_row(
+            key,
+            f"{p['seconds']:.2f}",
+            f"{p['tokens_per_s']:,.0f}",
+            f"{p['matmul_floor_tokens_per_s']:,.0f}",
+            f"{p['fraction_of_matmul_floor']:.1%}",
+            f"{p['matmul_share']:.1%}",
+        )
+    Console(width=120).print(table)
+    print(
+        f"speedup {profile['speedup']:.2f}x, max |Δ| {profile['max_abs_diff']:.1e}, "
+        f"1-min load average per round {profile['load_average_1min_per_round']}"
+    )
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -317,7 +458,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    parser.add_argument(
+        "--profile-only",
+        action="store_true",
+        help="only the few-shot prefix-path profile (old vs shared-prefix attention); size it with --queries",
+    )
     args = parser.parse_args(argv)
+    if args.profile_only and args.out == DEFAULT_OUT:
+        args.out = DEFAULT_OUT.with_name("scoring_prefix_paths.json")
     if args.quick:
         args.queries, args.shots, args.unique = 4, 2, 8
         args.batch_sizes, args.sweep_requests = "1,4", 4
@@ -332,32 +480,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"skipped: SST-2 data not found ({', '.join(missing)}); pass --data-dir")
         return 0
-    try:
-        import lm_eval
-    except ImportError:
-        print("lm-evaluation-harness is not installed: pip install -e '.[bench]'", file=sys.stderr)
-        return 1
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    if importlib.util.find_spec("lm_eval") is None:
+        if not args.profile_only:
+            print("lm-evaluation-harness is not installed: pip install -e '.[bench]'", file=sys.stderr)
+            return 1
+    else:
+        import lm_eval  # noqa: F401  (for its version below)
 
-    import lm_eval
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
     from biasaudit.backend.hf import HFBackend
     from biasaudit.models import load_model
 
-    info = machine_info(lm_eval=getattr(lm_eval, "__version__", "unknown"))
+    info = machine_info(lm_eval=getattr(sys.modules.get("lm_eval"), "__version__", "unknown"))
     flops_per_s = matmul_flops()
     loaded = load_model("default")
     model, tokenizer = loaded.model, loaded.tokenizer
     n_params = sum(p.numel() for p in model.parameters())
+    non_embedding = n_params - model.get_input_embeddings().weight.numel()
+    linear_flops = linear_matmul_flops(model.config)
     print(
-        f"{loaded.name}: {n_params / 1e6:.1f}M params; {info['cpu_count']} CPUs, "
-        f"{info['torch_threads']} threads, matmul {flops_per_s / 1e9:.1f} GFLOP/s"
+        f"{loaded.name}: {n_params / 1e6:.1f}M params ({non_embedding / 1e6:.1f}M non-embedding); "
+        f"{info['cpu_count']} CPUs, {info['torch_threads']} threads, matmul {flops_per_s / 1e9:.1f} GFLOP/s "
+        f"(2048 square), {linear_flops / 1e9:.1f} GFLOP/s (the model's linear shapes)"
     )
 
     # Warm up every scorer once on a tiny input, so no timing includes one-off initialisation.
     tiny = [("Review: fine\nSentiment:", " positive"), ("Review: bad\nSentiment:", " negative")]
-    naive_scores(model, tokenizer, tiny)
-    lm_eval_scores(make_lm_eval(model, tokenizer, 2), tiny)
+    if not args.profile_only:
+        naive_scores(model, tokenizer, tiny)
+        lm_eval_scores(make_lm_eval(model, tokenizer, 2), tiny)
     for reuse in (True, False):
         backend_scores(HFBackend(model, tokenizer, prefix_reuse=reuse, progress=False), tiny)
 
@@ -367,23 +519,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         "unique": unique_workload(test, args.unique, args.seed),
     }
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    results = {
-        name: run_workload(
-            name,
-            reqs,
-            model,
-            tokenizer,
-            batch_sizes,
-            args.sweep_requests,
-            args.repeats,
-            flops_per_s,
-            n_params,
-        )
-        for name, reqs in workloads.items()
-    }
+    results = (
+        {}
+        if args.profile_only
+        else {
+            name: run_workload(
+                name,
+                reqs,
+                model,
+                tokenizer,
+                batch_sizes,
+                args.sweep_requests,
+                args.repeats,
+                flops_per_s,
+                n_params,
+            )
+            for name, reqs in workloads.items()
+        }
+    )
+    prefix_paths = profile_prefix_paths(
+        workloads["fewshot"], model, tokenizer, args.repeats, linear_flops, non_embedding
+    )
     print()
-    print_table(results)
+    if results:
+        print_table(results)
+    print_prefix_table(prefix_paths)
     checks = check_targets(results)
+    share = prefix_paths["paths"]["shared-prefix attention"]["matmul_share"]
+    checks.append(
+        {
+            "workload": "fewshot",
+            "baseline": "matmul share of CPU time (shared-prefix attention)",
+            "target": MATMUL_SHARE_TARGET,
+            "value": share,
+            "met": share >= MATMUL_SHARE_TARGET,
+        }
+    )
+    verdict = "MET" if share >= MATMUL_SHARE_TARGET else "NOT MET"
+    print(f"target matmul share >= {MATMUL_SHARE_TARGET:.0%} on fewshot: {share:.1%} -> {verdict}")
 
     info["load_average_end"] = list(os.getloadavg())
     report = {
@@ -393,6 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_params": n_params,
         "machine": info,
         "matmul_flops_per_s": flops_per_s,
+        "linear_matmul_flops_per_s": linear_flops,
+        "non_embedding_params": non_embedding,
         # Effective: tokens are what a naive scorer processes, so a scorer that skips work can pass 100%.
         "flop_utilisation_formula": "2 * n_params * tokens_per_s / matmul_flops_per_s",
         "config": {
@@ -404,8 +579,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sweep_requests": args.sweep_requests,
             "repeats": args.repeats,
             "quick": args.quick,
+            "profile_only": args.profile_only,
         },
         "workloads": results,
+        "prefix_paths": prefix_paths,
         "targets": checks,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
