@@ -53,12 +53,12 @@ def _stereoset_sentences(record: Mapping[str, Any], config: str | None) -> dict[
     names = ("anti-stereotype", "stereotype", "unrelated")
     sentences = record.get("sentences")
     if not isinstance(sentences, Mapping) or not {"sentence", "gold_label"} <= set(sentences):
-        raise ValueError("field 'sentences' must hold 'sentence' and 'gold_label' lists")
+        raise DatasetFormatError("field 'sentences' must hold 'sentence' and 'gold_label' lists")
     by_label: dict[str, str] = {}
     for text, gold in zip(sentences["sentence"], sentences["gold_label"], strict=True):
         label = names[gold] if isinstance(gold, int) and 0 <= gold < len(names) else str(gold)
         if label in by_label:
-            raise ValueError(f"two sentences carry the gold label {label!r}")
+            raise DatasetFormatError(f"two sentences carry the gold label {label!r}")
         by_label[label] = text
     fields = {k: v for k, v in record.items() if k != "sentences"}
     return {**fields, "type": config, **by_label}
@@ -188,7 +188,7 @@ class DatasetDecl:
 
     def validate(self) -> None:
         if not self.files:
-            raise ValueError("field 'files' must name at least one file of the authors' layout")
+            raise InvalidRequestError("field 'files' must name at least one file of the authors' layout")
         self.hub_source  # noqa: B018 - parse (and so check) the hub block
 
     @property

@@ -284,6 +284,7 @@ def _register_subcommands() -> None:
     from biasaudit.cli.lvlm import lvlm
     from biasaudit.cli.negbias import negbias_app
     from biasaudit.cli.sae import sae_app
+    from biasaudit.cli.sensitivity import sensitivity
 
     app.add_typer(concepts_app, name="concepts")
     app.add_typer(sae_app, name="sae")
@@ -291,6 +292,7 @@ def _register_subcommands() -> None:
     app.add_typer(data_app, name="data")
     app.command("lvlm")(lvlm)
     app.command("fairness")(fairness)
+    app.command("sensitivity")(sensitivity)
 
 
 _register_subcommands()

@@ -1,0 +1,211 @@
+"""A sensitivity run: plant a bias at several doses and seeds, audit each planted model, and ask of every
+effect the audit tests whether it moves with the dose (``analysis.dose_response``).
+
+Layout of the output folder (every step resumes: an adapter whose ``planting.json`` matches its config
+is not retrained, and each audit resumes through the audit runner's own store)::
+
+    DIR/sensitivity.json        config, one dose-response per effect, the per-adapter readings
+    DIR/sensitivity.md          the table, for docs and pull requests
+    DIR/adapters/d0.75-s1/      LoRA adapter (safetensors) + planting.json
+    DIR/audits/d0.75-s1/        the planted model's audit (results.json, report.html)
+
+The planted model is audited exactly as a user's would be: ``--model_args peft=DIR/adapters/...``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from biasaudit.backend.spec import BackendSpec
+from biasaudit.errors import InvalidRequestError
+from biasaudit.sensitivity.analysis import PLACEBO, DosePoint, DoseResponse, dose_response
+from biasaudit.sensitivity.corpus import PLANTINGS, occupation_majorities, planting_corpus
+from biasaudit.sensitivity.lora import PlantingConfig, train_adapter
+
+# The suites whose effects a planting should move (each planting's own measurement first).
+SUITES_FOR = {
+    "yes_prior": ["yesno_prior", "negbias"],
+    "label_prior": ["icl"],
+    "gender": ["biaslens", "crows_pairs", "winobias", "bbq"],
+}
+DEFAULT_DOSES = [0.0, 0.25, 0.5, 0.75, 1.0]
+STATS_FILE = "occupation_gender_stats/occupations-stats.tsv"
+
+
+@dataclass
+class SensitivityConfig:
+    """What to plant and audit; round-trips to JSON (``sensitivity.json``'s ``config``)."""
+
+    backend: BackendSpec
+    planting: str
+    doses: list[float] = field(default_factory=lambda: list(DEFAULT_DOSES))
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    suites: list[str] = field(default_factory=list)  # empty: the planting's own (SUITES_FOR)
+    limit: int | None = None
+    data_dir: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # PlantingConfig fields (n_sentences, rank, ...)
+
+    def validate(self) -> None:
+        if self.planting not in PLANTINGS:
+            raise InvalidRequestError(f"planting must be one of {list(PLANTINGS)}, not {self.planting!r}")
+        if PLACEBO not in self.doses:
+            raise InvalidRequestError(f"doses must include the placebo {PLACEBO} (no net association)")
+        if len(set(self.doses)) < 3 or any(not 0 <= d <= 1 for d in self.doses):
+            raise InvalidRequestError(f"need at least 3 distinct doses in [0, 1], got {self.doses}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise InvalidRequestError(f"seeds must be distinct and at least one, got {self.seeds}")
+        if len(self.doses) * len(self.seeds) < 4:
+            raise InvalidRequestError("a dose-response needs at least 4 adapters (doses x seeds)")
+        if "peft" in self.backend.model_args:
+            raise InvalidRequestError("the base model already has an adapter (peft=...); plant on the base model")
+        self.planting_config(self.doses[0], self.seeds[0]).validate()
+
+    @property
+    def audit_suites(self) -> list[str]:
+        return self.suites or SUITES_FOR[self.planting]
+
+    def planting_config(self, dose: float, seed: int) -> PlantingConfig:
+        unknown = set(self.training) - set(PlantingConfig.__dataclass_fields__) | (
+            {"planting", "dose", "seed"} & set(self.training)
+        )
+        if unknown:
+            raise InvalidRequestError(f"unknown training option(s) {sorted(unknown)}")
+        return PlantingConfig(planting=self.planting, dose=dose, seed=seed, **self.training)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "backend": self.backend.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SensitivityConfig:
+        return cls(**{**data, "backend": BackendSpec.from_dict(data["backend"])})
+
+
+def unit_name(dose: float, seed: int) -> str:
+    return f"d{dose:g}-s{seed}"
+
+
+def _majorities(config: SensitivityConfig) -> dict[str, str] | None:
+    if config.planting != "gender":
+        return None
+    from biasaudit.data_sources import data_root
+    from biasaudit.errors import DatasetNotFoundError
+
+    root = data_root(config.data_dir)
+    if root is None or not (root / STATS_FILE).is_file():
+        raise DatasetNotFoundError(
+            f"the gender planting reads occupations' gender shares from <data folder>/{STATS_FILE} "
+            "(US labour statistics); pass --data-dir"
+        )
+    return occupation_majorities(root / STATS_FILE)
+
+
+def plant(config: SensitivityConfig, dose: float, seed: int, folder: Path) -> Path:
+    """Train (or find, when ``folder`` already holds it) the adapter for one (dose, seed)."""
+    from biasaudit.models import load_model
+
+    planting = config.planting_config(dose, seed)
+    record = folder / "planting.json"
+    if record.is_file() and json.loads(record.read_text())["config"] == planting.to_dict():
+        return folder
+    spec = config.backend
+    loaded = load_model(
+        spec.model,
+        device=spec.device,
+        dtype=spec.dtype or "float32",
+        trust_remote_code=spec.trust_remote_code,
+        options=spec.load_options(),
+    )
+    examples = planting_corpus(config.planting, dose, planting.n_sentences, seed, majorities=_majorities(config))
+    return train_adapter(loaded.model, loaded.tokenizer, examples, planting).save(folder)
+
+
+def audit_planted(config: SensitivityConfig, adapter: Path, out: Path) -> Path:
+    """Audit the base model with ``adapter`` applied, as ``biasaudit audit ... --model_args peft=...`` would."""
+    from biasaudit.audit import RunConfig, run_audit
+
+    backend = replace(config.backend, model_args={**config.backend.model_args, "peft": str(adapter)})
+    run = RunConfig(backend=backend, suites=config.audit_suites, limit=config.limit, data_dir=config.data_dir)
+    run_audit(run, out)
+    return out
+
+
+def readings(audit: Path) -> dict[str, DosePoint | None]:
+    """Every effect the audit tested, ``suite.effect`` -> its reading (None for a skipped suite's)."""
+    from biasaudit.report.run import load_run
+
+    run = load_run(audit)
+    out: dict[str, DosePoint | None] = {f"{suite}.(skipped)": None for suite in run.skipped()}
+    for effect in run.effects():
+        out[f"{effect.suite}.{effect.effect}"] = DosePoint(0.0, 0, effect.estimate, tuple(effect.ci95))  # type: ignore[arg-type]
+    return out
+
+
+@dataclass
+class SensitivityResult:
+    config: SensitivityConfig
+    responses: list[DoseResponse]
+    points: dict[str, list[DosePoint]]
+    skipped: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "responses": [r.to_dict() for r in self.responses],
+            "points": {k: [asdict(p) for p in v] for k, v in self.points.items()},
+            "skipped": self.skipped,
+        }
+
+
+def run_sensitivity(config: SensitivityConfig, out: Path) -> SensitivityResult:
+    """Plant every (dose, seed), audit each planted model, and summarise each effect's dose-response."""
+    from biasaudit.report.run import load_run
+
+    config.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    points: dict[str, list[DosePoint]] = {}
+    skipped: dict[str, str] = {}
+    for dose in config.doses:
+        for seed in config.seeds:
+            name = unit_name(dose, seed)
+            adapter = plant(config, dose, seed, out / "adapters" / name)
+            audit = audit_planted(config, adapter, out / "audits" / name)
+            skipped.update(load_run(audit).skipped())
+            for key, point in readings(audit).items():
+                if point is not None:
+                    points.setdefault(key, []).append(replace(point, dose=dose, seed=seed))
+    full = len(config.doses) * len(config.seeds)
+    responses = [dose_response(key, pts) for key, pts in sorted(points.items()) if len(pts) == full]
+    result = SensitivityResult(config, responses, points, skipped)
+    (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (out / "sensitivity.md").write_text(markdown_table(result))
+    return result
+
+
+def markdown_table(result: SensitivityResult) -> str:
+    """One row per effect: Spearman ρ with dose [CI] and p, slope per dose unit [CI], minimum detectable
+    bias (distance from the placebo), signal-to-noise; effects that track the dose first."""
+    from biasaudit.markdown import md_cell
+
+    c = result.config
+    lines = [
+        f"# Sensitivity: planting `{c.planting}` on `{md_cell(c.backend.model)}`",
+        "",
+        f"Doses {c.doses} × seeds {c.seeds}; suites {', '.join(c.audit_suites)}; limit {c.limit}.",
+        "",
+        "| effect | Spearman ρ with dose [95% CI] | p | slope per dose unit [95% CI] | min. detectable "
+        "| signal/noise |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(result.responses, key=lambda r: (not r.tracks_dose, -abs(r.spearman))):
+        mdb = "—" if r.minimum_detectable is None else f"{r.minimum_detectable:g}"
+        lines.append(
+            f"| {md_cell(r.metric)} | {r.spearman:+.2f} [{r.spearman_ci[0]:+.2f}, {r.spearman_ci[1]:+.2f}] | "
+            f"{r.spearman_p:.3f} | {r.slope:+.3g} [{r.slope_ci[0]:+.3g}, {r.slope_ci[1]:+.3g}] | {mdb} | "
+            f"{r.signal_to_noise:.2f} |"
+        )
+    for suite, reason in sorted(result.skipped.items()):
+        lines.append(f"\n{md_cell(suite)} skipped: {md_cell(reason)}")
+    return "\n".join(lines) + "\n"

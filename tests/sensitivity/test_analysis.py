@@ -1,0 +1,91 @@
+"""Dose-response statistics: known answers, and the intervals and p-value checked by simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from biasaudit.errors import InvalidRequestError
+from biasaudit.sensitivity.analysis import (
+    DosePoint,
+    dose_response,
+    permutation_p,
+    slope_interval,
+    spearman_interval,
+)
+
+DOSES = np.repeat([0.0, 0.25, 0.5, 0.75, 1.0], 2)  # the benchmark's design: 5 doses x 2 seeds
+
+
+def points(values, half_width=0.05):
+    return [
+        DosePoint(float(d), i % 2, float(v), (float(v) - half_width, float(v) + half_width))
+        for i, (d, v) in enumerate(zip(DOSES, values, strict=True))
+    ]
+
+
+def test_a_monotone_response_is_found_and_summarised():
+    result = dose_response("m", points(0.2 + 0.4 * DOSES))
+    assert result.spearman == pytest.approx(1.0) and result.tracks_dose
+    assert result.slope == pytest.approx(0.4) and result.slope_ci[0] == pytest.approx(0.4)
+    # Placebo envelope [0.35, 0.45]: d = 0.75 (0.5) is out, so the smallest detectable distance is 0.25.
+    assert result.minimum_detectable == 0.25
+    assert result.signal_to_noise == pytest.approx(0.4 / 0.05)
+    assert result.by_dose["0.5"]["mean"] == pytest.approx(0.4)
+    assert result.spearman_p < 0.01
+
+
+def test_a_flat_response_is_a_finding_not_an_error():
+    result = dose_response("flat", points(np.full(10, 0.3)))
+    assert result.spearman == 0.0 and not result.tracks_dose and result.spearman_p == 1.0
+    assert result.minimum_detectable is None and result.slope == pytest.approx(0.0)
+
+
+def test_small_moves_inside_the_placebo_envelope_are_not_detectable():
+    values = 0.3 + 0.02 * DOSES  # moves 0.02 over the whole range; CIs are 0.1 wide
+    assert dose_response("m", points(values)).minimum_detectable is None
+
+
+def test_bad_designs_are_refused():
+    with pytest.raises(InvalidRequestError, match="at least 3 distinct doses"):
+        dose_response("m", [DosePoint(0.5, 0, 0.1, (0, 0.2)), DosePoint(1.0, 0, 0.1, (0, 0.2))] * 2)
+    without_placebo = [DosePoint(d, 0, d, (d - 0.1, d + 0.1)) for d in (0.0, 0.25, 0.75, 1.0)]
+    with pytest.raises(InvalidRequestError, match=r"placebo dose 0\.5 is missing"):
+        dose_response("m", without_placebo)
+    with pytest.raises(InvalidRequestError, match="finite"):
+        dose_response("m", points([math.nan, *range(9)]))
+
+
+def test_slope_interval_covers_the_true_slope():
+    rng = np.random.default_rng(0)
+    reps = 1000
+    hits = sum(
+        low <= 0.3 <= high
+        for low, high in (
+            slope_interval(DOSES, 0.1 + 0.3 * DOSES + rng.normal(0, 0.1, DOSES.size))[1] for _ in range(reps)
+        )
+    )
+    assert abs(hits / reps - 0.95) < 0.025, hits / reps
+
+
+@pytest.mark.parametrize(("n", "rho"), [(10, 0.0), (10, 0.6), (30, 0.9)])
+def test_spearman_interval_covers_the_population_value(n, rho):
+    # Bivariate normal with Pearson rho has Spearman rho_s = (6 / pi) asin(rho / 2) (Pearson 1907).
+    truth = 6 / math.pi * math.asin(rho / 2)
+    rng = np.random.default_rng(n)
+    reps = 1000
+    hits = 0
+    for _ in range(reps):
+        xy = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], n)
+        low, high = spearman_interval(float(stats.spearmanr(xy[:, 0], xy[:, 1]).statistic), n)
+        hits += low <= truth <= high
+    assert abs(hits / reps - 0.95) < 0.03, hits / reps
+
+
+def test_permutation_p_has_its_size_under_no_dose_effect():
+    rng = np.random.default_rng(3)
+    p = np.array([permutation_p(DOSES, rng.normal(size=DOSES.size), seed=i, n_resamples=999) for i in range(600)])
+    assert abs(np.mean(p < 0.05) - 0.05) < 0.025 and abs(np.mean(p < 0.10) - 0.10) < 0.035
