@@ -90,8 +90,8 @@ def prefix_attention(model: Any) -> Iterator[None]:
         state = _ACTIVE.get(id(config))
         if state is None:
             original = config._attn_implementation
-            state = _ACTIVE[id(config)] = [original, 0]
             model.set_attn_implementation(_WRAPPED[original])
+            state = _ACTIVE[id(config)] = [original, 0]
         state[1] += 1
     try:
         yield
