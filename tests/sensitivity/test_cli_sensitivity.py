@@ -63,8 +63,18 @@ def test_sensitivity_errors_are_one_line(tmp_path):
     assert stacked.exit_code == 2 and "already has an adapter" in stacked.output
     few = runner.invoke(
         app,
-        ["sensitivity", "default", "--planting", "yes_prior", "--doses", "0,0.5,1", "--seeds", "0"]
-        + ["--out", str(tmp_path)],
+        [
+            "sensitivity",
+            "default",
+            "--planting",
+            "yes_prior",
+            "--doses",
+            "0,0.5,1",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path),
+        ],
     )
     assert few.exit_code == 2 and "at least 4 adapters" in few.output
     words = runner.invoke(
