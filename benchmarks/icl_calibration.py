@@ -20,7 +20,7 @@ What it measures, on SmolLM2-135M-Instruct (fp32, CPU), with ``biasaudit.calibra
 
 Run from the repository root::
 
-    python benchmarks/icl_calibration.py            # full table (about 85 min on 2 CPU cores)
+    python benchmarks/icl_calibration.py            # full table (about 50 min on 2 quiet CPU cores)
     python benchmarks/icl_calibration.py --quick    # smoke run: SST-2, 8-shot, 1 seed, 50 items
 
 It prints the tables and writes ``benchmarks/results/icl_calibration.json`` (config, machine, every

@@ -33,8 +33,13 @@ def tokenizer(default_model_dir: str):
     return tok
 
 
-def build_tiny_model(vocab_size: int, seed: int = 0):
-    """A 2-layer Llama with random weights: same code paths as the real model, milliseconds per call."""
+def build_tiny_model(
+    vocab_size: int, seed: int = 0, *, heads: int = 4, kv_heads: int = 2, attn_implementation: str | None = None
+):
+    """A 2-layer Llama with random weights: same code paths as the real model, milliseconds per call.
+
+    ``heads`` query heads read ``kv_heads`` key/value heads (grouped-query attention when fewer).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -43,13 +48,16 @@ def build_tiny_model(vocab_size: int, seed: int = 0):
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         initializer_range=0.2,  # larger than default so predictions are far from uniform
     )
-    model = LlamaForCausalLM(config).eval()
+    if attn_implementation is None:
+        model = LlamaForCausalLM(config).eval()
+    else:
+        model = LlamaForCausalLM._from_config(config, attn_implementation=attn_implementation).eval()
     model.requires_grad_(False)
     return model
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_model
 
 from biasaudit.backend import prefix_attention as pa
 from biasaudit.backend.hf import HFBackend
@@ -87,21 +88,7 @@ def test_cascade_equals_one_softmax_over_prefix_and_suffix(fused, monkeypatch):
 
 def tiny_gqa_model(vocab_size: int, attn_implementation: str = "sdpa"):
     """A 2-layer Llama, 8 query heads on 2 KV heads, random weights (no download)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        initializer_range=0.2,
-    )
-    model = LlamaForCausalLM._from_config(config, attn_implementation=attn_implementation).eval()
-    return model.requires_grad_(False)
+    return build_tiny_model(vocab_size, seed=1, heads=8, kv_heads=2, attn_implementation=attn_implementation)
 
 
 def three_ways(model, tokenizer, **kwargs):

@@ -142,3 +142,24 @@ def test_adapter_save_and_load_round_trip(tokenizer, tmp_path: Path):
     in_memory = _p_yes_margin(HFBackend(trained.model, tokenizer, progress=False))
     loaded = load_model(str(base_dir), dtype="float32", options=LoadOptions(peft=str(tmp_path / "adapter")))
     assert _p_yes_margin(HFBackend(loaded.model, tokenizer, progress=False)) == pytest.approx(in_memory, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_short_planting_moves_the_default_models_yes_prior_and_the_placebo_does_not():
+    """On SmolLM2-135M: 64 sentences at d = 1 raise P(Yes) on held-out questions in the negative-bias
+    suite's own format (which the corpus never uses); the placebo (d = 0.5) moves it far less."""
+    rng = random.Random(7)
+    prompts = [f"Question: Did {invented_name(rng)} ever sign a treaty?\nAnswer Yes or No.\nAnswer:" for _ in range(16)]
+
+    def p_yes(model, tokenizer) -> float:
+        lp = HFBackend(model, tokenizer, progress=False).label_log_probs(prompts, [" Yes", " No"])
+        return float(np.mean(np.exp(lp[:, 0]) / np.exp(lp).sum(axis=1)))
+
+    shifts = {}
+    for dose in (0.5, 1.0):
+        loaded = load_model("default", dtype="float32")
+        before = p_yes(loaded.model, loaded.tokenizer)
+        config = PlantingConfig("yes_prior", dose, n_sentences=64, learning_rate=1e-3)
+        trained = train_adapter(loaded.model, loaded.tokenizer, planting_corpus("yes_prior", dose, 64, 0), config)
+        shifts[dose] = p_yes(trained.model, loaded.tokenizer) - before
+    assert shifts[1.0] > 0.2 and shifts[1.0] > shifts[0.5] + 0.15, shifts
