@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -191,8 +192,9 @@ class DatasetDecl:
             raise InvalidRequestError("field 'files' must name at least one file of the authors' layout")
         self.hub_source  # noqa: B018 - parse (and so check) the hub block
 
-    @property
+    @cached_property
     def hub_source(self) -> HubSource | None:
+        """The parsed ``hub`` block (parsed once; ``validate`` checks it when the declaration loads)."""
         return None if self.hub is None else HubSource.parse(self.hub, f"dataset {self.name!r}: field 'hub'")
 
     def has_files(self, folder: Path) -> bool:

@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from biasaudit.backend.spec import BackendSpec
 from biasaudit.errors import InvalidRequestError
 from biasaudit.sensitivity.analysis import PLACEBO, DosePoint, DoseResponse, dose_response
 from biasaudit.sensitivity.corpus import PLANTINGS, occupation_majorities, planting_corpus
 from biasaudit.sensitivity.lora import PlantingConfig, train_adapter
+
+if TYPE_CHECKING:
+    from biasaudit.report.run import Run
 
 # The suites whose effects a planting should move (each planting's own measurement first).
 SUITES_FOR = {
@@ -132,15 +135,12 @@ def audit_planted(config: SensitivityConfig, adapter: Path, out: Path) -> Path:
     return out
 
 
-def readings(audit: Path) -> dict[str, DosePoint | None]:
-    """Every effect the audit tested, ``suite.effect`` -> its reading (None for a skipped suite's)."""
-    from biasaudit.report.run import load_run
-
-    run = load_run(audit)
-    out: dict[str, DosePoint | None] = {f"{suite}.(skipped)": None for suite in run.skipped()}
-    for effect in run.effects():
-        out[f"{effect.suite}.{effect.effect}"] = DosePoint(0.0, 0, effect.estimate, tuple(effect.ci95))  # type: ignore[arg-type]
-    return out
+def readings(run: Run) -> dict[str, DosePoint]:
+    """Every effect a planted model's audit tested, ``suite.effect`` -> its reading (dose and seed to be set)."""
+    return {
+        f"{effect.suite}.{effect.effect}": DosePoint(0.0, 0, effect.estimate, tuple(effect.ci95))  # type: ignore[arg-type]
+        for effect in run.effects()
+    }
 
 
 @dataclass
@@ -171,11 +171,10 @@ def run_sensitivity(config: SensitivityConfig, out: Path) -> SensitivityResult:
         for seed in config.seeds:
             name = unit_name(dose, seed)
             adapter = plant(config, dose, seed, out / "adapters" / name)
-            audit = audit_planted(config, adapter, out / "audits" / name)
-            skipped.update(load_run(audit).skipped())
-            for key, point in readings(audit).items():
-                if point is not None:
-                    points.setdefault(key, []).append(replace(point, dose=dose, seed=seed))
+            run = load_run(audit_planted(config, adapter, out / "audits" / name))
+            skipped.update(run.skipped())
+            for key, point in readings(run).items():
+                points.setdefault(key, []).append(replace(point, dose=dose, seed=seed))
     full = len(config.doses) * len(config.seeds)
     responses = [dose_response(key, pts) for key, pts in sorted(points.items()) if len(pts) == full]
     result = SensitivityResult(config, responses, points, skipped)
