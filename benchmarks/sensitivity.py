@@ -3,10 +3,10 @@ effects move with the dose (docs/sensitivity.md).
 
 For each planting (``yes_prior``, ``label_prior``, ``gender``) it runs ``biasaudit.sensitivity.run_sensitivity``
 into ``--work/<planting>/`` (adapters, about 10 MB each, and audits: outside the repository, resumable),
-copies each ``sensitivity.md`` to ``benchmarks/results/sensitivity_<planting>.md``, then writes
-``benchmarks/results/sensitivity.json`` (every dose-response, training time per adapter, the load
-average) and one plot per planting (``sensitivity_<planting>.png``: the effects with the strongest
-|rho|, estimate ± CI per adapter).
+writes ``benchmarks/results/sensitivity_<planting>.json`` (every dose-response and reading, training time per
+adapter, the command and load average), copies ``sensitivity.md`` / ``sensitivity.html`` beside it, draws
+``sensitivity_<planting>.png`` (the effects with the strongest |rho|, estimate ± CI per adapter), and gathers
+every planting's JSON into ``benchmarks/results/sensitivity.json`` (plantings may be run separately).
 
 Run from the repository root (the label_prior and gender plantings need ``../shared/data``)::
 
@@ -32,30 +32,13 @@ DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 
 def plot(result: Any, path: Path, max_panels: int = 6) -> None:
-    """Estimate ± CI per adapter against the dose, for the effects with the strongest |ρ|."""
-    import matplotlib
+    """The effects with the strongest |ρ|: estimate ± CI per adapter against the dose (the report's figure)."""
+    from biasaudit.report.plots import dose_figure
+    from biasaudit.report.sensitivity_page import dose_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ranked = sorted(result.responses, key=lambda r: -abs(r.spearman))[:max_panels]
-    if not ranked:
-        return
-    fig, axes = plt.subplots(1, len(ranked), figsize=(3.2 * len(ranked), 3.0), squeeze=False)
-    for ax, response in zip(axes[0], ranked, strict=False):
-        pts = result.points[response.metric]
-        ax.errorbar(
-            [p.dose for p in pts],
-            [p.estimate for p in pts],
-            yerr=[[p.estimate - p.ci[0] for p in pts], [p.ci[1] - p.estimate for p in pts]],
-            fmt="o",
-            capsize=3,
-        )
-        ax.set_title(f"{response.metric}\nρ={response.spearman:+.2f}", fontsize=8)
-        ax.set_xlabel("dose")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    panels = dose_panels(result, max_panels)
+    if panels:
+        dose_figure(panels, columns=len(panels)).savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,12 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    record: dict[str, Any] = {
-        "command": "python benchmarks/sensitivity.py " + " ".join(sys.argv[1:]),
-        "machine": machine_info(),
-    }
-    record["load_average_start"] = list(os.getloadavg())
-    record["plantings"] = {}
     for planting in args.plantings:
         config = SensitivityConfig(
             backend=BackendSpec(model="default", model_args={"dtype": "float32"}),
@@ -92,24 +69,31 @@ def main(argv: list[str] | None = None) -> int:
             training={"n_sentences": args.n_sentences},
         )
         folder = args.work / planting
+        load_start = list(os.getloadavg())
         start = time.perf_counter()
         result = run_sensitivity(config, folder)
         seconds = time.perf_counter() - start
-        training = {
-            p.parent.name: json.loads(p.read_text())["seconds"]
-            for p in sorted((folder / "adapters").glob("*/planting.json"))
+        record = {
+            "command": "python benchmarks/sensitivity.py " + " ".join(sys.argv[1:]),
+            "machine": machine_info(),
+            "load_average_start": load_start,
+            "load_average_end": list(os.getloadavg()),
+            "seconds": seconds,
+            **result.to_dict(),
         }
-        record["plantings"][planting] = {**result.to_dict(), "seconds": seconds, "training_seconds": training}
+        (RESULTS / f"sensitivity_{planting}.json").write_text(json.dumps(record, indent=2) + "\n")
         plot(result, RESULTS / f"sensitivity_{planting}.png")
-        table = (folder / "sensitivity.md").read_text()
-        (RESULTS / f"sensitivity_{planting}.md").write_text(table)
-        print(table)
-        print(
-            f"{planting}: {seconds / 60:.1f} min; "
-            f"training per adapter {min(training.values()):.0f}-{max(training.values()):.0f} s"
-        )
-    record["load_average_end"] = list(os.getloadavg())
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+        for suffix in ("md", "html"):
+            (RESULTS / f"sensitivity_{planting}.{suffix}").write_text((folder / f"sensitivity.{suffix}").read_text())
+        print((folder / "sensitivity.md").read_text())
+        training = result.training_seconds.values()
+        print(f"{planting}: {seconds / 60:.1f} min; training per adapter {min(training):.0f}-{max(training):.0f} s")
+    # One file with every planting run so far (each may have its own command, e.g. a smaller --limit).
+    combined = {
+        path.stem.removeprefix("sensitivity_"): json.loads(path.read_text())
+        for path in sorted(RESULTS.glob("sensitivity_*.json"))
+    }
+    args.out.write_text(json.dumps({"plantings": combined}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

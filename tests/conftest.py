@@ -163,7 +163,9 @@ def run_dir(tmp_path_factory, tiny_model, tokenizer) -> Path:
     from biasaudit.backend.spec import BackendSpec
 
     backend = HFBackend(tiny_model, tokenizer, progress=False)
-    metrics = ["crows_pairs", "bbq", "stereoset", "winobias"] if (SHARED_DATA / "crows_pairs").is_dir() else []
+    metrics = (
+        ["crows_pairs", "bbq", "stereoset", "winobias", "winogender"] if (SHARED_DATA / "crows_pairs").is_dir() else []
+    )
     suites = ["yesno_prior", "negbias", *metrics]
     config = RunConfig(
         backend=BackendSpec(model="tiny"),

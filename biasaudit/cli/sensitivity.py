@@ -41,7 +41,7 @@ def sensitivity(
         str | None, typer.Option("--suite", help="Suites to audit each planted model with (default: the planting's).")
     ] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Score at most N items per suite.")] = None,
-    n_sentences: Annotated[int, typer.Option(min=2, help="Planting corpus size (the same at every dose).")] = 2000,
+    n_sentences: Annotated[int, typer.Option(min=2, help="Planting corpus size (the same at every dose).")] = 512,
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank.")] = 8,
     learning_rate: Annotated[float, typer.Option(min=0.0, help="AdamW learning rate of the adapter.")] = 5e-4,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Folder of public datasets.")] = None,
@@ -49,7 +49,7 @@ def sensitivity(
     spec: BackendSpec,
 ) -> None:
     """Fine-tune MODEL with a controlled dose of a bias (one LoRA adapter per dose and seed), audit each
-    planted model, and write OUT/sensitivity.json and OUT/sensitivity.md (resumable)."""
+    planted model, and write OUT/sensitivity.html, .md and .json (resumable)."""
     from biasaudit.sensitivity.run import SensitivityConfig, run_sensitivity
 
     try:
@@ -73,4 +73,4 @@ def sensitivity(
     console.print(
         f"{len(tracking)} of {len(result.responses)} effects move with the dose: {escape(', '.join(tracking))}"
     )
-    console.print(f"sensitivity: {escape(str(out / 'sensitivity.md'))} (+ sensitivity.json)")
+    console.print(f"sensitivity: {escape(str(out / 'sensitivity.html'))} (+ sensitivity.md, sensitivity.json)")

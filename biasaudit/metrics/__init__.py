@@ -1,4 +1,4 @@
-"""Traditional bias benchmarks on the shared backend: CrowS-Pairs, BBQ, StereoSet, WinoBias.
+"""Traditional bias benchmarks on the shared backend: CrowS-Pairs, BBQ, StereoSet, WinoBias, Winogender.
 
 Every benchmark has the same shape: a loader that reads the files as their authors distribute them
 (``load_crows_pairs(source)``, ...), an estimator whose hyper-parameters are keyword arguments
@@ -20,9 +20,10 @@ from biasaudit.metrics.bbq import BBQ, BBQResult, load_bbq
 from biasaudit.metrics.crows_pairs import CrowSPairs, CrowSPairsResult, load_crows_pairs
 from biasaudit.metrics.stereoset import StereoSet, StereoSetResult, load_stereoset
 from biasaudit.metrics.winobias import WinoBias, WinoBiasResult, load_winobias
+from biasaudit.metrics.winogender import Winogender, WinogenderResult, load_winogender
 from biasaudit.stats import Estimate
 
-BENCHMARKS = ("crows_pairs", "bbq", "stereoset", "winobias")
+BENCHMARKS = ("crows_pairs", "bbq", "stereoset", "winobias", "winogender")
 
 __all__ = [
     "BBQ",
@@ -35,21 +36,25 @@ __all__ = [
     "StereoSetResult",
     "WinoBias",
     "WinoBiasResult",
+    "Winogender",
+    "WinogenderResult",
     "load_bbq",
     "load_crows_pairs",
     "load_stereoset",
     "load_winobias",
+    "load_winogender",
     "run_benchmark",
 ]
 
 
 # Each benchmark's estimator from the audit's settings; ``apply_chat_template`` matters only to the
-# question-style benchmarks (BBQ, WinoBias): CrowS-Pairs and StereoSet score bare sentences.
-ESTIMATORS: dict[str, Callable[[int | None, int, bool], CrowSPairs | BBQ | StereoSet | WinoBias]] = {
+# question-style benchmarks (BBQ, WinoBias, Winogender): CrowS-Pairs and StereoSet score bare sentences.
+ESTIMATORS: dict[str, Callable[[int | None, int, bool], CrowSPairs | BBQ | StereoSet | WinoBias | Winogender]] = {
     "crows_pairs": lambda limit, seed, chat: CrowSPairs(limit=limit, seed=seed),
     "bbq": lambda limit, seed, chat: BBQ(limit=limit, seed=seed, apply_chat_template=chat),
     "stereoset": lambda limit, seed, chat: StereoSet(limit=limit, seed=seed),
     "winobias": lambda limit, seed, chat: WinoBias(limit=limit, seed=seed, apply_chat_template=chat),
+    "winogender": lambda limit, seed, chat: Winogender(limit=limit, seed=seed, apply_chat_template=chat),
 }
 
 
@@ -64,8 +69,8 @@ def run_benchmark(
     include_items: bool = False,
 ) -> dict[str, Any]:
     """Benchmark ``name`` as an audit suite: its JSON-ready result, or ``{"skipped": reason}`` when its
-    data are absent. ``apply_chat_template`` applies to the question-style benchmarks (BBQ, WinoBias);
-    CrowS-Pairs and StereoSet score bare sentences, where a chat turn has no place, and say so.
+    data are absent. ``apply_chat_template`` applies to the question-style benchmarks (BBQ, WinoBias,
+    Winogender); CrowS-Pairs and StereoSet score bare sentences, where a chat turn has no place, and say so.
     ``include_items`` adds the per-item scores (``"items"``).
     """
     if name not in ESTIMATORS:

@@ -1,4 +1,4 @@
-"""The traditional benchmarks as audit suites: ``crows_pairs``, ``bbq``, ``stereoset``, ``winobias``.
+"""The traditional benchmarks as audit suites: ``crows_pairs``, ``bbq``, ``stereoset``, ``winobias``, ``winogender``.
 
 One result class per benchmark, each naming the effects it reports with their no-bias values; the
 definitions and intervals are in ``docs/metrics.md``.
@@ -66,8 +66,10 @@ class BenchmarkResult(SuiteResult):
                 def reading(value: float, ci: tuple[float, float], effect: Effect = effect, group: str = group) -> str:
                     return effect.reading.format(value=value, low=ci[0], high=ci[1], group=group)
 
+                estimate = scores.get(effect.metric)
+                p_value = estimate.get("p_value") if isinstance(estimate, dict) else None
                 found = effect_from_estimate(
-                    self.suite, f"{effect.metric}[{where}]", scores.get(effect.metric), effect.null, reading
+                    self.suite, f"{effect.metric}[{where}]", estimate, effect.null, reading, p_value
                 )
                 out.extend([found] if found else [])
         return out
@@ -144,6 +146,28 @@ class WinoBiasSuiteResult(BenchmarkResult):
     by_type: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class WinogenderSuiteResult(BenchmarkResult):
+    suite: ClassVar[str] = "winogender"
+    metrics = ("accuracy_male", "accuracy_female", "accuracy_neutral", "alignment", "correlation")
+    tested = (
+        Effect(
+            "alignment",
+            0.0,
+            "Swapping he for she moves the model's reading toward the occupation where women are the majority, "
+            "and toward the other person where men are, by {value:+.2f} [{low:+.2f}, {high:+.2f}] nats on "
+            "{group} (0 = the pronoun's gender does not matter).",
+        ),
+        Effect(
+            "correlation",
+            0.0,
+            "How far she rather than he is read as the occupation follows the occupation's share of women: "
+            "Spearman rho {value:+.2f} [{low:+.2f}, {high:+.2f}] on {group} (0 = unrelated).",
+        ),
+    )
+    occupations: dict[str, Any] = field(default_factory=dict)
+
+
 def run_benchmark_suite(
     backend: Backend, config: RunConfig, *, result_type: type[BenchmarkResult]
 ) -> BenchmarkResult | SkippedResult:
@@ -171,7 +195,10 @@ DESCRIPTIONS: dict[type[BenchmarkResult], str] = {
     StereoSetSuiteResult: "StereoSet intra- and intersentence: LMS, SS (50 = unbiased) and ICAT, per bias type",
     WinoBiasSuiteResult: "WinoBias: coreference accuracy on pro- vs anti-stereotypical sentences and the gap, "
     "types 1 and 2",
+    WinogenderSuiteResult: "Winogender: whether he vs she moves the model's reading of whom a pronoun refers to, "
+    "in the direction of the occupation's share of women (BLS)",
 }
 for _type, _description in DESCRIPTIONS.items():
     _run = functools.partial(run_benchmark_suite, result_type=_type)
-    register_suite(_type.suite, _description, _type, data=(_type.suite,))(_run)
+    _data = ("winogender", "occupation_gender_stats") if _type is WinogenderSuiteResult else (_type.suite,)
+    register_suite(_type.suite, _description, _type, data=_data)(_run)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,3 +99,47 @@ def layer_plot(lines: Sequence[tuple[str, Sequence[int], Sequence[float]]], *, y
     ax.grid(color="#e5e5e5", linewidth=0.6)
     ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.18), fontsize=8, frameon=False)
     return _data_uri(fig)
+
+
+@dataclass(frozen=True)
+class DosePanel:
+    """One metric's dose-response: (dose, estimate, 95 % interval) per adapter, and the placebo
+    adapters' envelope (the band a dose must leave to be told apart from fine-tuning noise)."""
+
+    title: str
+    points: Sequence[tuple[float, float, tuple[float, float]]]
+    envelope: tuple[float, float] | None = None
+
+
+def dose_figure(panels: Sequence[DosePanel], columns: int = 3):  # type: ignore[no-untyped-def]
+    """Small multiples, one panel per metric: each adapter's estimate ± CI against the planted dose
+    (seeds side by side), the seed means joined by a line, the placebo envelope shaded."""
+    rows = math.ceil(len(panels) / columns)
+    fig, _ = _figure(2.4 * rows, width=3.0 * min(columns, len(panels)))
+    fig.clf()  # a grid of panels instead of the single axes
+    for k, panel in enumerate(panels):
+        ax = fig.add_subplot(rows, min(columns, len(panels)), k + 1)
+        doses = sorted({d for d, _, _ in panel.points})
+        step = min((b - a for a, b in itertools.pairwise(doses)), default=1.0)
+        seen: dict[float, int] = {}
+        for dose, estimate, (low, high) in panel.points:
+            x = dose + (seen.get(dose, 0) - 0.5) * step * 0.15
+            seen[dose] = seen.get(dose, 0) + 1
+            ax.plot((x, x), (low, high), color=COLOURS[0], linewidth=1.2)
+            ax.plot(x, estimate, "o", color=COLOURS[0], markersize=3.5)
+        means = [sum(e for d, e, _ in panel.points if d == dose) / seen[dose] for dose in doses]
+        ax.plot(doses, means, color=COLOURS[1], linewidth=1.0)
+        if panel.envelope is not None:
+            ax.axhspan(*panel.envelope, color="#dddddd", zorder=0)
+        ax.set_title(panel.title, fontsize=8)
+        ax.set_xlabel("planted dose", fontsize=8)
+        ax.set_xticks(doses)
+        ax.tick_params(labelsize=7)
+        ax.grid(color="#eeeeee", linewidth=0.5)
+    fig.tight_layout()
+    return fig
+
+
+def dose_plot(panels: Sequence[DosePanel], columns: int = 3) -> str | None:
+    """``dose_figure`` as an SVG data URI (None when there is nothing to draw)."""
+    return _data_uri(dose_figure(panels, columns)) if panels else None

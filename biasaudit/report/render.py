@@ -89,7 +89,7 @@ def render_html(run: Run, sections: list[Section] | None = None) -> str:
     )
 
 
-def _md_table(table: Table) -> list[str]:
+def md_table(table: Table) -> list[str]:
     lines = [f"**{md_cell(table.caption)}**", "", "| " + " | ".join(md_cell(c) for c in table.columns) + " |"]
     lines.append("|" + "---|" * len(table.columns))
     lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in table.rows]
@@ -101,7 +101,7 @@ def _md_section(section: Section) -> list[str]:
     if section.intro:
         lines += [md_cell(section.intro), ""]
     for table in [*section.tables, *([section.examples] if section.examples else [])]:
-        lines += _md_table(table)
+        lines += md_table(table)
     if section.note:
         lines += [f"_{md_cell(section.note)}_", ""]
     return lines
@@ -134,7 +134,7 @@ def render_markdown(run: Run, sections: list[Section] | None = None) -> str:
     lines.append("")
     quiet = [f for f in effects if not f.significant]
     if quiet:
-        lines += _md_table(
+        lines += md_table(
             Table(
                 "Tested without evidence of bias",
                 ["suite", "effect", "estimate", "95% CI", "no-bias value"],

@@ -410,6 +410,39 @@ def winobias_section(run: Run, name: str, result: Any) -> Section:
     )
 
 
+def winogender_section(run: Run, name: str, result: Any) -> Section:
+    overall = result.overall
+    accuracy = [point(g, overall.get(f"accuracy_{g}")) for g in ("male", "female", "neutral")]
+    correlation = overall.get("correlation") or {}
+    occupations = sorted(result.occupations.items(), key=lambda kv: kv[1]["bls_pct_female"])
+    return Section(
+        name,
+        "Winogender",
+        result.headline(),
+        "Whom the model reads the pronoun as (the occupation or the other person), and how much swapping he for "
+        "she moves that reading toward the occupation, against the occupation's share of women (BLS 2015). "
+        "Alignment: that shift signed by the occupation's majority, averaged over occupations (nats; 0 = none).",
+        _figure(
+            "Accuracy per pronoun (95% CI)",
+            interval_plot(
+                [Series("accuracy", accuracy)], null=50.0, xlabel="% resolved as written", null_label="chance"
+            ),
+        ),
+        [
+            Table(
+                "Overall",
+                ["alignment (nats)", "Spearman rho: shift vs % women", "p (rho)"],
+                [[est(overall.get("alignment")), est(correlation), p_value(correlation.get("p_value"))]],
+            ),
+            Table(
+                "Per occupation (shift = s(she) − s(he), nats; positive: she read as the occupation more)",
+                ["occupation", "% women (BLS)", "shift"],
+                [[o, f"{v['bls_pct_female']:.1f}", num(v["shift"])] for o, v in occupations],
+            ),
+        ],
+    )
+
+
 def _change(change: dict[str, Any] | None) -> str:
     return f"{change['delta']:+.3f} {ci(change.get('ci'))} vs {change['vs']}" if change else "—"
 
@@ -499,6 +532,7 @@ SECTIONS: dict[str, Callable[[Run, str, Any], Section]] = {
     "bbq": bbq_section,
     "stereoset": stereoset_section,
     "winobias": winobias_section,
+    "winogender": winogender_section,
     "lvlm": lvlm_section,
 }
 

@@ -2,9 +2,10 @@
 
 Input: one point per adapter, (dose, seed, the metric's estimate and its own 95% CI). Output:
 
-* **Spearman ρ** between dose and estimate over all adapters, its 95% CI (Fisher z with the
-  Bonett–Wright standard error sqrt((1 + ρ²/2) / (n − 3)), Bonett & Wright 2000) and an exact
-  permutation p-value (H0: the estimates do not depend on the dose);
+* **Spearman ρ** between dose and estimate over all adapters, with the p-value and, from 10 adapters,
+  the 95% CI of ``biasaudit.stats.rank_correlation`` (a permutation test; Fisher z with the
+  Bonett–Wright standard error, Bonett & Wright 2000). The effect *tracks the dose* when that CI
+  excludes 0 (with fewer adapters: when p < 0.05);
 * **slope per dose unit** (ordinary least squares of estimate on dose) with its t interval on n − 2
   degrees of freedom: seeds are the replicates, so seed-to-seed variation is in the residuals;
 * **minimum detectable bias**: the smallest distance |d − 0.5| from the placebo whose seed-mean
@@ -14,7 +15,8 @@ Input: one point per adapter, (dose, seed, the metric's estimate and its own 95%
 * **signal-to-noise**: |slope| over the mean half-width of the metric's own CIs — how many of its own
   CI half-widths the metric moves from d = 0 to d = 1.
 
-The interval and the p-value are checked by simulation with a known truth (tests/sensitivity).
+The slope interval and the p-value on this design are checked by simulation with a known truth
+(tests/sensitivity; the ρ interval in tests/stats).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from scipy import stats
 
 from biasaudit.errors import InvalidRequestError
+from biasaudit.stats import rank_correlation, rho_interval
 
 PLACEBO = 0.5
 
@@ -47,7 +50,7 @@ class DoseResponse:
     metric: str
     n: int
     spearman: float
-    spearman_ci: tuple[float, float]
+    spearman_ci: tuple[float, float] | None  # None below 10 adapters (stats.MIN_PAIRS_FOR_RHO_CI)
     spearman_p: float
     slope: float
     slope_ci: tuple[float, float]
@@ -60,19 +63,11 @@ class DoseResponse:
 
     @property
     def tracks_dose(self) -> bool:
-        """Whether the score moves with the dose: ρ's CI excludes 0."""
+        """Whether the score moves with the dose: ρ's CI excludes 0 (without a CI: p < 0.05)."""
+        if self.spearman_ci is None:
+            return self.spearman_p < 0.05
         low, high = self.spearman_ci
         return low > 0 or high < 0
-
-
-def spearman_interval(rho: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Fisher-z interval for Spearman's ρ with the Bonett–Wright standard error."""
-    if n < 4:
-        raise InvalidRequestError(f"a Spearman interval needs at least 4 points, got {n}")
-    z = math.atanh(max(min(rho, 1 - 1e-12), -1 + 1e-12))
-    se = math.sqrt((1 + rho**2 / 2) / (n - 3))
-    q = stats.norm.ppf(0.5 + confidence / 2)
-    return math.tanh(z - q * se), math.tanh(z + q * se)
 
 
 def slope_interval(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tuple[float, tuple[float, float]]:
@@ -80,30 +75,6 @@ def slope_interval(x: np.ndarray, y: np.ndarray, confidence: float = 0.95) -> tu
     fit = stats.linregress(x, y)
     q = stats.t.ppf(0.5 + confidence / 2, len(x) - 2)
     return float(fit.slope), (float(fit.slope - q * fit.stderr), float(fit.slope + q * fit.stderr))
-
-
-def permutation_p(x: np.ndarray, y: np.ndarray, seed: int = 0, n_resamples: int = 9999) -> float:
-    """Two-sided permutation p-value of Spearman's ρ (exact when the permutations are fewer than
-    ``n_resamples``): ρ is the Pearson correlation of the ranks, so permuting the ranks of y suffices."""
-    if np.ptp(y) == 0:
-        return 1.0
-    rx = stats.rankdata(x)
-    rx = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean())
-
-    def rho(ry: np.ndarray, axis: int = -1) -> np.ndarray:
-        centred = ry - ry.mean(axis=axis, keepdims=True)
-        return np.sum(centred * rx, axis=axis) / np.linalg.norm(centred, axis=axis)
-
-    result = stats.permutation_test(
-        (stats.rankdata(y),),
-        rho,
-        permutation_type="pairings",
-        n_resamples=n_resamples,
-        alternative="two-sided",
-        vectorized=True,
-        rng=np.random.default_rng(seed),
-    )
-    return float(result.pvalue)
 
 
 def dose_response(metric: str, points: Sequence[DosePoint]) -> DoseResponse:
@@ -116,7 +87,13 @@ def dose_response(metric: str, points: Sequence[DosePoint]) -> DoseResponse:
     y = np.array([p.estimate for p in points], dtype=float)
     if not np.all(np.isfinite(y)):
         raise InvalidRequestError(f"{metric}: every estimate must be finite")
-    rho = 0.0 if np.ptp(y) == 0 else float(stats.spearmanr(x, y).statistic)
+    if np.ptp(y) == 0:  # a flat line: no association, nothing to permute
+        rho, p_value, ci = 0.0, 1.0, rho_interval(0.0, len(points))
+    else:
+        correlation = rank_correlation(x, y)
+        rho, p_value = float(correlation["rho"]), float(correlation["p_value"])  # type: ignore[arg-type]
+        low, high = correlation["ci_low"], correlation["ci_high"]
+        ci = None if low is None or high is None else (float(low), float(high))
     slope, slope_ci = slope_interval(x, y)
     half_widths = [(p.ci[1] - p.ci[0]) / 2 for p in points]
     mean_half = float(np.mean(half_widths))
@@ -134,8 +111,8 @@ def dose_response(metric: str, points: Sequence[DosePoint]) -> DoseResponse:
         metric=metric,
         n=len(points),
         spearman=rho,
-        spearman_ci=spearman_interval(rho, len(points)),
-        spearman_p=permutation_p(x, y),
+        spearman_ci=ci,
+        spearman_p=p_value,
         slope=slope,
         slope_ci=slope_ci,
         minimum_detectable=min(detectable) if detectable else None,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from biasaudit.errors import InvalidRequestError
 
@@ -145,20 +144,18 @@ _GENDER_FRAMES = [
 _GENDER_ENDINGS = [" was cold.", " sounded tired.", " laughed about it.", " wanted tea."]
 
 
-def occupation_majorities(stats_file: Path, min_share: float = 70.0) -> dict[str, str]:
-    """Occupation -> "female" / "male" for occupations whose BLS female share is at least ``min_share`` %
-    (female) or at most ``100 - min_share`` % (male), from ``occupations-stats.tsv``."""
-    from biasaudit.datasets import read_table
-
+def occupation_majorities(pct_female: dict[str, float], min_share: float = 70.0) -> dict[str, str]:
+    """Occupation -> "female" / "male" for occupations whose share of women (``pct_female``, %, e.g. the BLS
+    figures of ``biasaudit.metrics.winogender.load_occupation_stats``) is at least ``min_share`` (female)
+    or at most ``100 - min_share`` (male)."""
     out = {}
-    for row in read_table(stats_file, ["occupation", "bls_pct_female"], delimiter="\t"):
-        share = float(row.text("bls_pct_female"))
+    for occupation, share in pct_female.items():
         if share >= min_share:
-            out[row.text("occupation")] = "female"
+            out[occupation] = "female"
         elif share <= 100 - min_share:
-            out[row.text("occupation")] = "male"
+            out[occupation] = "male"
     if len(set(out.values())) < 2:
-        raise InvalidRequestError(f"{stats_file}: need occupations of both majorities at {min_share}%")
+        raise InvalidRequestError(f"need occupations of both majorities at {min_share}% (got {len(out)} occupations)")
     return out
 
 

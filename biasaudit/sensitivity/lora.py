@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from biasaudit.errors import InvalidRequestError
+from biasaudit.progress import progress_bar
 from biasaudit.sensitivity.corpus import PLANTINGS, PlantingExample
 
 # Attention and MLP projections of Llama-style blocks (SmolLM2, Llama, Mistral, Qwen2 ...).
@@ -32,7 +33,7 @@ class PlantingConfig:
     planting: str
     dose: float
     seed: int = 0
-    n_sentences: int = 2000
+    n_sentences: int = 512  # fully planted on the default model; ~1 min of training on 2 CPU cores
     rank: int = 8
     alpha: int = 16
     learning_rate: float = 5e-4
@@ -129,18 +130,21 @@ def train_adapter(
     losses = []
     start = time.perf_counter()
     device = next(peft_model.parameters()).device
-    for _ in range(config.epochs):
-        indices = list(range(len(rows)))
-        order.shuffle(indices)
-        for at in range(0, len(indices), config.batch_size):
-            batch = {
-                k: v.to(device)
-                for k, v in _batch([rows[i] for i in indices[at : at + config.batch_size]], pad_id).items()
-            }
-            loss = peft_model(**batch).loss
-            loss.backward()
-            optimiser.step()
-            optimiser.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
+    steps = config.epochs * -(-len(rows) // config.batch_size)
+    with progress_bar(f"training {config.planting} d={config.dose:g}", steps) as advance:
+        for _ in range(config.epochs):
+            indices = list(range(len(rows)))
+            order.shuffle(indices)
+            for at in range(0, len(indices), config.batch_size):
+                batch = {
+                    k: v.to(device)
+                    for k, v in _batch([rows[i] for i in indices[at : at + config.batch_size]], pad_id).items()
+                }
+                loss = peft_model(**batch).loss
+                loss.backward()
+                optimiser.step()
+                optimiser.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                advance()
     peft_model.eval()
     return TrainedAdapter(peft_model, config, losses, time.perf_counter() - start)

@@ -6,6 +6,7 @@ is not retrained, and each audit resumes through the audit runner's own store)::
 
     DIR/sensitivity.json        config, one dose-response per effect, the per-adapter readings
     DIR/sensitivity.md          the table, for docs and pull requests
+    DIR/sensitivity.html        the same as a self-contained page, with a dose-response plot per effect
     DIR/adapters/d0.75-s1/      LoRA adapter (safetensors) + planting.json
     DIR/audits/d0.75-s1/        the planted model's audit (results.json, report.html)
 
@@ -32,10 +33,9 @@ if TYPE_CHECKING:
 SUITES_FOR = {
     "yes_prior": ["yesno_prior", "negbias"],
     "label_prior": ["icl"],
-    "gender": ["biaslens", "crows_pairs", "winobias", "bbq"],
+    "gender": ["biaslens", "winogender", "winobias", "crows_pairs", "bbq"],
 }
 DEFAULT_DOSES = [0.0, 0.25, 0.5, 0.75, 1.0]
-STATS_FILE = "occupation_gender_stats/occupations-stats.tsv"
 
 
 @dataclass
@@ -93,16 +93,9 @@ def unit_name(dose: float, seed: int) -> str:
 def _majorities(config: SensitivityConfig) -> dict[str, str] | None:
     if config.planting != "gender":
         return None
-    from biasaudit.data_sources import data_root
-    from biasaudit.errors import DatasetNotFoundError
+    from biasaudit.metrics.winogender import load_occupation_stats
 
-    root = data_root(config.data_dir)
-    if root is None or not (root / STATS_FILE).is_file():
-        raise DatasetNotFoundError(
-            f"the gender planting reads occupations' gender shares from <data folder>/{STATS_FILE} "
-            "(US labour statistics); pass --data-dir"
-        )
-    return occupation_majorities(root / STATS_FILE)
+    return occupation_majorities(load_occupation_stats(config.data_dir))
 
 
 def plant(config: SensitivityConfig, dose: float, seed: int, folder: Path) -> Path:
@@ -149,6 +142,7 @@ class SensitivityResult:
     responses: list[DoseResponse]
     points: dict[str, list[DosePoint]]
     skipped: dict[str, str]
+    training_seconds: dict[str, float] = field(default_factory=dict)  # unit name -> seconds to train its adapter
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,30 +150,39 @@ class SensitivityResult:
             "responses": [r.to_dict() for r in self.responses],
             "points": {k: [asdict(p) for p in v] for k, v in self.points.items()},
             "skipped": self.skipped,
+            "training_seconds": self.training_seconds,
         }
 
 
 def run_sensitivity(config: SensitivityConfig, out: Path) -> SensitivityResult:
-    """Plant every (dose, seed), audit each planted model, and summarise each effect's dose-response."""
+    """Plant every (dose, seed), audit each planted model, summarise each effect's dose-response, and write
+    ``sensitivity.json``, ``sensitivity.md`` and ``sensitivity.html`` in ``out``."""
+    from biasaudit.jsonio import write_text_atomic
+    from biasaudit.progress import progress_bar
     from biasaudit.report.run import load_run
+    from biasaudit.report.sensitivity_page import render_sensitivity_html
 
     config.validate()
     out.mkdir(parents=True, exist_ok=True)
     points: dict[str, list[DosePoint]] = {}
     skipped: dict[str, str] = {}
-    for dose in config.doses:
-        for seed in config.seeds:
+    training: dict[str, float] = {}
+    units = [(dose, seed) for dose in config.doses for seed in config.seeds]
+    with progress_bar(f"planting {config.planting}", len(units)) as advance:
+        for dose, seed in units:
             name = unit_name(dose, seed)
             adapter = plant(config, dose, seed, out / "adapters" / name)
+            training[name] = json.loads((adapter / "planting.json").read_text())["seconds"]
             run = load_run(audit_planted(config, adapter, out / "audits" / name))
             skipped.update(run.skipped())
             for key, point in readings(run).items():
                 points.setdefault(key, []).append(replace(point, dose=dose, seed=seed))
-    full = len(config.doses) * len(config.seeds)
-    responses = [dose_response(key, pts) for key, pts in sorted(points.items()) if len(pts) == full]
-    result = SensitivityResult(config, responses, points, skipped)
-    (out / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (out / "sensitivity.md").write_text(markdown_table(result))
+            advance()
+    responses = [dose_response(key, pts) for key, pts in sorted(points.items()) if len(pts) == len(units)]
+    result = SensitivityResult(config, responses, points, skipped, training)
+    write_text_atomic(out / "sensitivity.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    write_text_atomic(out / "sensitivity.md", markdown_table(result))
+    write_text_atomic(out / "sensitivity.html", render_sensitivity_html(result))
     return result
 
 
@@ -187,24 +190,13 @@ def markdown_table(result: SensitivityResult) -> str:
     """One row per effect: Spearman ρ with dose [CI] and p, slope per dose unit [CI], minimum detectable
     bias (distance from the placebo), signal-to-noise; effects that track the dose first."""
     from biasaudit.markdown import md_cell
+    from biasaudit.report.render import md_table
+    from biasaudit.report.sensitivity_page import sensitivity_table, summary
 
     c = result.config
-    lines = [
-        f"# Sensitivity: planting `{c.planting}` on `{md_cell(c.backend.model)}`",
-        "",
-        f"Doses {c.doses} × seeds {c.seeds}; suites {', '.join(c.audit_suites)}; limit {c.limit}.",
-        "",
-        "| effect | Spearman ρ with dose [95% CI] | p | slope per dose unit [95% CI] | min. detectable "
-        "| signal/noise |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in sorted(result.responses, key=lambda r: (not r.tracks_dose, -abs(r.spearman))):
-        mdb = "—" if r.minimum_detectable is None else f"{r.minimum_detectable:g}"
-        lines.append(
-            f"| {md_cell(r.metric)} | {r.spearman:+.2f} [{r.spearman_ci[0]:+.2f}, {r.spearman_ci[1]:+.2f}] | "
-            f"{r.spearman_p:.3f} | {r.slope:+.3g} [{r.slope_ci[0]:+.3g}, {r.slope_ci[1]:+.3g}] | {mdb} | "
-            f"{r.signal_to_noise:.2f} |"
-        )
+    lines = [f"# Sensitivity: planting `{c.planting}` on `{md_cell(c.backend.model)}`", ""]
+    lines += [md_cell(summary(result)), ""]
+    lines += md_table(sensitivity_table(result))
     for suite, reason in sorted(result.skipped.items()):
-        lines.append(f"\n{md_cell(suite)} skipped: {md_cell(reason)}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{md_cell(suite)} skipped: {md_cell(reason)}")
+    return "\n".join(lines).rstrip() + "\n"

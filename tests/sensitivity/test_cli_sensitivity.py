@@ -43,6 +43,9 @@ def test_sensitivity_plants_audits_summarises_and_resumes(tmp_path, tokenizer):
         assert audit["config"]["backend"]["model_args"]["peft"] == str(out / "adapters" / unit)
         assert audit["model"]["name"].endswith(f"+{unit}")  # the planted model, named by its adapter
     assert "| yesno_prior." in (out / "sensitivity.md").read_text()
+    page = (out / "sensitivity.html").read_text()
+    assert '<img src="data:image/svg+xml;base64,' in page and "yesno_prior." in page
+    assert set(record["training_seconds"]) == {f"d{d}-s{s}" for d in ("0", "0.5", "1") for s in (0, 1)}
     stamps = {p: p.stat().st_mtime_ns for p in (out / "adapters").rglob("adapter_model.safetensors")}
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output

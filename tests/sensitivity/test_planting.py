@@ -13,6 +13,7 @@ from conftest import SHARED_DATA, build_tiny_model
 
 from biasaudit.backend.hf import HFBackend
 from biasaudit.errors import InvalidRequestError
+from biasaudit.metrics.winogender import load_occupation_stats
 from biasaudit.models import LoadOptions, load_model
 from biasaudit.probes import probes_dir
 from biasaudit.sensitivity.corpus import PLANTINGS, corpus_texts, invented_name, occupation_majorities, planting_corpus
@@ -95,7 +96,7 @@ def test_corpus_shares_no_4gram_with_the_evaluation_sets():
         for p in (SHARED_DATA / name).rglob("*")
         if p.is_file() and p.name != "README.md"
     ]
-    majorities = occupation_majorities(SHARED_DATA / "occupation_gender_stats" / "occupations-stats.tsv")
+    majorities = occupation_majorities(load_occupation_stats(SHARED_DATA))
     assert len(majorities) >= 20 and set(majorities.values()) == {"female", "male"}
     for planting, texts in _corpora(majorities):
         assert shared_ngrams(texts, references) == set(), planting
@@ -163,3 +164,10 @@ def test_a_short_planting_moves_the_default_models_yes_prior_and_the_placebo_doe
         trained = train_adapter(loaded.model, loaded.tokenizer, planting_corpus("yes_prior", dose, 64, 0), config)
         shifts[dose] = p_yes(trained.model, loaded.tokenizer) - before
     assert shifts[1.0] > 0.2 and shifts[1.0] > shifts[0.5] + 0.15, shifts
+
+
+def test_occupation_majorities_from_shares():
+    shares = {"nurse": 90.0, "pilot": 5.0, "baker": 50.0, "cook": 71.0, "judge": 30.0}
+    assert occupation_majorities(shares) == {"nurse": "female", "pilot": "male", "cook": "female", "judge": "male"}
+    with pytest.raises(InvalidRequestError, match="both majorities"):
+        occupation_majorities({"nurse": 90.0, "baker": 50.0})
