@@ -41,6 +41,42 @@ def plot(result: Any, path: Path, max_panels: int = 6) -> None:
         dose_figure(panels, columns=len(panels)).savefig(path, dpi=110)
 
 
+def calibration_recovery(folder: Path, task: str = "sst2") -> dict[str, Any]:
+    """For the label_prior planting: Macro-F1 on ``task`` per dose and method (none, CC, DC, BC), over every
+    adapter and ICL seed of that dose (mean, min, max), from the planted models' ``icl`` results. The
+    question (the issue's): do the calibrators bring a planted model's F1 back to the placebo's?"""
+    runs: dict[str, dict[str, list[float]]] = {}
+    for path in sorted((folder / "audits").glob("*/suites/icl.json")):
+        dose = path.parts[-3].split("-")[0].removeprefix("d")
+        result = json.loads(path.read_text())["result"]
+        for condition in result["tasks"][task]["conditions"]:
+            for method, scores in condition["methods"].items():
+                runs.setdefault(dose, {}).setdefault(method, []).append(scores["macro_f1"])
+    return {
+        dose: {m: {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "n": len(v)} for m, v in methods.items()}
+        for dose, methods in sorted(runs.items(), key=lambda kv: float(kv[0]))
+    }
+
+
+def recovery_table(recovery: dict[str, Any], task: str = "sst2") -> str:
+    methods = ["none", "cc", "dc", "bc"]
+    lines = [
+        f"Macro-F1 on {task} per planted dose: mean [min, max] over adapters x ICL seeds",
+        "",
+        "| dose | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for dose, by_method in recovery.items():
+        cells = [
+            f"{by_method[m]['mean']:.3f} [{by_method[m]['min']:.3f}, {by_method[m]['max']:.3f}]"
+            if m in by_method
+            else "—"
+            for m in methods
+        ]
+        lines.append(f"| {dose} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     from biasaudit.backend.spec import BackendSpec
     from biasaudit.sensitivity.run import DEFAULT_DOSES, SensitivityConfig, run_sensitivity
@@ -81,11 +117,16 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": seconds,
             **result.to_dict(),
         }
+        extra = ""
+        if planting == "label_prior":
+            record["calibration_recovery"] = calibration_recovery(folder)
+            extra = "\n" + recovery_table(record["calibration_recovery"])
         (RESULTS / f"sensitivity_{planting}.json").write_text(json.dumps(record, indent=2) + "\n")
         plot(result, RESULTS / f"sensitivity_{planting}.png")
-        for suffix in ("md", "html"):
-            (RESULTS / f"sensitivity_{planting}.{suffix}").write_text((folder / f"sensitivity.{suffix}").read_text())
-        print((folder / "sensitivity.md").read_text())
+        (RESULTS / f"sensitivity_{planting}.html").write_text((folder / "sensitivity.html").read_text())
+        table = (folder / "sensitivity.md").read_text() + extra
+        (RESULTS / f"sensitivity_{planting}.md").write_text(table)
+        print(table)
         training = result.training_seconds.values()
         print(f"{planting}: {seconds / 60:.1f} min; training per adapter {min(training):.0f}-{max(training):.0f} s")
     # One file with every planting run so far (each may have its own command, e.g. a smaller --limit).

@@ -69,8 +69,9 @@ def sensitivity(
         result = run_sensitivity(config, out)
     except BiasAuditError as exc:
         raise fail(exc) from exc
-    tracking = [r.metric for r in result.responses if r.tracks_dose]
+    tracking = [r.metric for r in result.responses if r.moves]
     console.print(
-        f"{len(tracking)} of {len(result.responses)} effects move with the dose: {escape(', '.join(tracking))}"
+        f"{len(tracking)} of {len(result.responses)} effects move with the dose or its distance from the placebo: "
+        f"{escape(', '.join(tracking))}"
     )
     console.print(f"sensitivity: {escape(str(out / 'sensitivity.html'))} (+ sensitivity.md, sensitivity.json)")

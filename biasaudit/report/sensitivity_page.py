@@ -22,6 +22,8 @@ COLUMNS = [
     "effect",
     "Spearman ρ with dose [95% CI]",
     "p",
+    "ρ with |d − 0.5| [95% CI]",
+    "p (|d − 0.5|)",
     "slope per dose unit [95% CI]",
     "min. detectable",
     "signal/noise",
@@ -29,23 +31,28 @@ COLUMNS = [
 
 
 def ranked(result: SensitivityResult) -> list[DoseResponse]:
-    """Effects that track the dose first, then by |ρ|."""
-    return sorted(result.responses, key=lambda r: (not r.tracks_dose, -abs(r.spearman), r.metric))
+    """Effects that move first, then by the larger |ρ|."""
+    return sorted(
+        result.responses,
+        key=lambda r: (not r.moves, -max(abs(r.spearman), abs(r.strength_spearman)), r.metric),
+    )
 
 
-def rho_text(r: DoseResponse) -> str:
+def rho_text(rho: float, ci: tuple[float, float] | None) -> str:
     """ρ with its CI, or with "(no CI below 10 adapters)"."""
-    if r.spearman_ci is None:
-        return f"{r.spearman:+.2f} (no CI below 10 adapters)"
-    return f"{r.spearman:+.2f} [{r.spearman_ci[0]:+.2f}, {r.spearman_ci[1]:+.2f}]"
+    if ci is None:
+        return f"{rho:+.2f} (no CI below 10 adapters)"
+    return f"{rho:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def response_row(r: DoseResponse) -> list[str]:
     mdb = "—" if r.minimum_detectable is None else f"{r.minimum_detectable:g}"
     return [
         r.metric,
-        rho_text(r),
+        rho_text(r.spearman, r.spearman_ci),
         f"{r.spearman_p:.3f}",
+        rho_text(r.strength_spearman, r.strength_spearman_ci),
+        f"{r.strength_spearman_p:.3f}",
         f"{r.slope:+.3g} [{r.slope_ci[0]:+.3g}, {r.slope_ci[1]:+.3g}]",
         mdb,
         f"{r.signal_to_noise:.2f}",
@@ -66,15 +73,20 @@ def summary(result: SensitivityResult) -> str:
 
 
 def reading(r: DoseResponse) -> str:
-    """One sentence on an effect that moves with the dose."""
+    """One sentence on an effect that moves with the dose (or with its distance from the placebo)."""
     where = (
         "no dose leaves the placebo envelope"
         if r.minimum_detectable is None
         else f"separated from the placebo from |d − 0.5| = {r.minimum_detectable:g}"
     )
+    if r.tracks_dose:
+        return (
+            f"{r.metric} moves with the dose: ρ = {rho_text(r.spearman, r.spearman_ci)} (p = {r.spearman_p:.3f}), "
+            f"slope {r.slope:+.3g} per dose unit [{r.slope_ci[0]:+.3g}, {r.slope_ci[1]:+.3g}]; {where}."
+        )
     return (
-        f"{r.metric} moves with the dose: ρ = {rho_text(r)} (p = {r.spearman_p:.3f}), "
-        f"slope {r.slope:+.3g} per dose unit [{r.slope_ci[0]:+.3g}, {r.slope_ci[1]:+.3g}]; {where}."
+        f"{r.metric} moves with the planting's strength whichever side it takes: ρ with |d − 0.5| = "
+        f"{rho_text(r.strength_spearman, r.strength_spearman_ci)} (p = {r.strength_spearman_p:.3f}); {where}."
     )
 
 
@@ -88,7 +100,11 @@ def dose_panels(result: SensitivityResult, limit: int = MAX_PANELS) -> list[Dose
         placebo = [p for p in pts if p.dose == PLACEBO]
         envelope = (min(p.ci[0] for p in placebo), max(p.ci[1] for p in placebo)) if placebo else None
         panels.append(
-            DosePanel(f"{r.metric}\nρ = {r.spearman:+.2f}", [(p.dose, p.estimate, p.ci) for p in pts], envelope)
+            DosePanel(
+                f"{r.metric}\nρ = {r.spearman:+.2f}, with |d − 0.5|: {r.strength_spearman:+.2f}",
+                [(p.dose, p.estimate, p.ci) for p in pts],
+                envelope,
+            )
         )
     return panels
 
@@ -116,14 +132,15 @@ def sensitivity_section(result: SensitivityResult) -> Section:
 
 def render_sensitivity_html(result: SensitivityResult) -> str:
     c = result.config
-    tracking = [r for r in ranked(result) if r.tracks_dose]
+    tracking = [r for r in ranked(result) if r.moves]
     intro = [
         f"Planting {c.planting} on {c.backend.model}: one LoRA adapter per dose and seed, each planted model audited "
         "as a user's model is (--model_args peft=...). Dose d is the fraction of the planting corpus that takes "
         "the planted side; d = 0.5 is the placebo (the same fine-tuning, no net association).",
         summary(result),
-        f"{len(tracking)} of {len(result.responses)} effects move with the dose (Spearman ρ's 95% CI excludes 0; "
-        "below 10 adapters, its permutation p < 0.05). "
+        f"{len(tracking)} of {len(result.responses)} effects move with the dose d or with its distance |d − 0.5| "
+        "from the placebo (Spearman ρ's 95% CI excludes 0; below 10 adapters, its permutation p < 0.05; each a "
+        "95% statement on its own). "
         "Minimum detectable: the smallest |d − 0.5| whose seed-mean estimate leaves the placebo envelope. "
         "Signal/noise: |slope| over the mean half-width of the metric's own CIs.",
     ]

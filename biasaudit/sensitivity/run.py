@@ -106,6 +106,7 @@ def plant(config: SensitivityConfig, dose: float, seed: int, folder: Path) -> Pa
     record = folder / "planting.json"
     if record.is_file() and json.loads(record.read_text())["config"] == planting.to_dict():
         return folder
+    examples = planting_corpus(config.planting, dose, planting.n_sentences, seed, majorities=_majorities(config))
     spec = config.backend
     loaded = load_model(
         spec.model,
@@ -114,7 +115,6 @@ def plant(config: SensitivityConfig, dose: float, seed: int, folder: Path) -> Pa
         trust_remote_code=spec.trust_remote_code,
         options=spec.load_options(),
     )
-    examples = planting_corpus(config.planting, dose, planting.n_sentences, seed, majorities=_majorities(config))
     return train_adapter(loaded.model, loaded.tokenizer, examples, planting).save(folder)
 
 

@@ -72,3 +72,25 @@ def test_the_fairness_page_renders_cleanly(tmp_path):
     shot = tmp_path / "fairness.png"
     assert screenshot(page, shot) == []
     assert distinct_colours(shot) > 50
+
+
+def test_the_sensitivity_page_renders_cleanly(tmp_path):
+    from biasaudit.backend.spec import BackendSpec
+    from biasaudit.report.sensitivity_page import render_sensitivity_html
+    from biasaudit.sensitivity.analysis import DosePoint, dose_response
+    from biasaudit.sensitivity.run import SensitivityConfig, SensitivityResult
+
+    doses = [0.0, 0.25, 0.5, 0.75, 1.0]
+    points = {
+        f"suite.effect{k}": [
+            DosePoint(d, s, k * d + 0.01 * s, (k * d - 0.1, k * d + 0.1)) for d in doses for s in (0, 1)
+        ]
+        for k in range(4)
+    }
+    config = SensitivityConfig(backend=BackendSpec(model="default"), planting="yes_prior", doses=doses)
+    result = SensitivityResult(config, [dose_response(k, v) for k, v in points.items()], points, {}, {"d0-s0": 60.0})
+    page = tmp_path / "sensitivity.html"
+    page.write_text(render_sensitivity_html(result))
+    shot = tmp_path / "sensitivity.png"
+    assert screenshot(page, shot) == []
+    assert distinct_colours(shot) > 50

@@ -32,9 +32,17 @@ def test_a_monotone_response_is_found_and_summarised():
     assert result.spearman_p < 0.01
 
 
+def test_an_unsigned_effect_rises_on_both_sides_of_the_placebo():
+    # A distance from uniform: as large at d = 0 as at d = 1. Flat against d, monotone against |d - 0.5|.
+    result = dose_response("m", points(0.1 + np.abs(DOSES - 0.5)))
+    assert result.spearman == pytest.approx(0.0) and not result.tracks_dose
+    assert result.strength_spearman == pytest.approx(1.0) and result.tracks_strength and result.moves
+    assert result.minimum_detectable == 0.25
+
+
 def test_a_flat_response_is_a_finding_not_an_error():
     result = dose_response("flat", points(np.full(10, 0.3)))
-    assert result.spearman == 0.0 and not result.tracks_dose and result.spearman_p == 1.0
+    assert result.spearman == 0.0 and not result.tracks_dose and result.spearman_p == 1.0 and not result.moves
     assert result.minimum_detectable is None and result.slope == pytest.approx(0.0)
 
 
@@ -68,8 +76,9 @@ def test_slope_interval_covers_the_true_slope():
 def test_the_p_value_has_its_size_on_the_benchmark_design():
     # Tied doses (two seeds each) and no dose effect: P(p < alpha) must be alpha within Monte-Carlo error.
     rng = np.random.default_rng(3)
-    p = np.array([dose_response("m", points(rng.normal(size=DOSES.size))).spearman_p for _ in range(600)])
-    assert abs(np.mean(p < 0.05) - 0.05) < 0.025 and abs(np.mean(p < 0.10) - 0.10) < 0.035
+    read = [dose_response("m", points(rng.normal(size=DOSES.size))) for _ in range(600)]
+    for p in (np.array([r.spearman_p for r in read]), np.array([r.strength_spearman_p for r in read])):
+        assert abs(np.mean(p < 0.05) - 0.05) < 0.025 and abs(np.mean(p < 0.10) - 0.10) < 0.035
 
 
 def test_below_ten_adapters_there_is_no_rho_interval_and_p_decides():

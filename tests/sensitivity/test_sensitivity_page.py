@@ -29,7 +29,7 @@ def test_table_ranks_tracking_effects_first_and_reads_detectability():
     table = sensitivity_table(result())
     assert [row[0] for row in table.rows] == ["yesno_prior.p_yes", HOSTILE]
     tracking, flat = table.rows
-    assert tracking[4] == "0.25" and flat[4] == "—"  # minimum detectable: |d - 0.5|
+    assert tracking[6] == "0.25" and flat[6] == "—"  # minimum detectable: |d - 0.5|
     assert tracking[1].startswith("+0.98")  # ties: two seeds per dose
     assert flat[1].startswith("+0.00")
 
@@ -47,3 +47,4 @@ def test_markdown_table_escapes_and_lists_skips():
     text = markdown_table(result())
     assert "&lt;script&gt;" in text and "\\|x" in text and "negbias skipped: no data &lt;b&gt;" in text
     assert text.count("\n| ") == 3  # header and two effects
+    assert "ρ with \\|d − 0.5\\|" in text  # the pipe of |d − 0.5| escaped in the header
