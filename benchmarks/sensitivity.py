@@ -79,7 +79,7 @@ def recovery_table(recovery: dict[str, Any], task: str = "sst2") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from biasaudit.backend.spec import BackendSpec
-    from biasaudit.sensitivity.run import DEFAULT_DOSES, SensitivityConfig, run_sensitivity
+    from biasaudit.sensitivity.run import DEFAULT_DOSES, SensitivityConfig, run_sensitivity, summarise
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plantings", nargs="+", default=["yes_prior", "label_prior", "gender"])
@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--n-sentences", type=int, default=512, help="planting corpus size per adapter")
     parser.add_argument("--limit", type=int, default=100, help="items per suite in each planted model's audit")
+    parser.add_argument("--suites", nargs="+", default=[], help="suites to audit with (default: the planting's own)")
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="re-read the adapters and audits already in --work (no training, no auditing) and rewrite the results",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--out", type=Path, default=RESULTS / "sensitivity.json")
     parser.add_argument(
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             planting=planting,
             doses=list(args.doses),
             seeds=list(args.seeds),
+            suites=list(args.suites),
             limit=args.limit,
             data_dir=str(args.data_dir) if args.data_dir.is_dir() else None,
             training={"n_sentences": args.n_sentences},
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.work / planting
         load_start = list(os.getloadavg())
         start = time.perf_counter()
-        result = run_sensitivity(config, folder)
+        result = summarise(config, folder) if args.summarise_only else run_sensitivity(config, folder)
         seconds = time.perf_counter() - start
         record = {
             "command": "python benchmarks/sensitivity.py " + " ".join(sys.argv[1:]),
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_start": load_start,
             "load_average_end": list(os.getloadavg()),
             "seconds": seconds,
+            "summarise_only": args.summarise_only,  # True: seconds is the re-read, not the training and audits
             **result.to_dict(),
         }
         extra = ""

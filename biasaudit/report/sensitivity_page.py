@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from biasaudit.report.plots import DosePanel, dose_plot
 from biasaudit.report.render import environment
-from biasaudit.report.sections import Figure, Section, Table
+from biasaudit.report.sections import Figure, Section, Table, p_value
 
 if TYPE_CHECKING:
     from biasaudit.sensitivity.analysis import DoseResponse
@@ -50,9 +50,9 @@ def response_row(r: DoseResponse) -> list[str]:
     return [
         r.metric,
         rho_text(r.spearman, r.spearman_ci),
-        f"{r.spearman_p:.3f}",
+        p_value(r.spearman_p),
         rho_text(r.strength_spearman, r.strength_spearman_ci),
-        f"{r.strength_spearman_p:.3f}",
+        p_value(r.strength_spearman_p),
         f"{r.slope:+.3g} [{r.slope_ci[0]:+.3g}, {r.slope_ci[1]:+.3g}]",
         mdb,
         f"{r.signal_to_noise:.2f}",

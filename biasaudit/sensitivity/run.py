@@ -155,29 +155,43 @@ class SensitivityResult:
 
 
 def run_sensitivity(config: SensitivityConfig, out: Path) -> SensitivityResult:
-    """Plant every (dose, seed), audit each planted model, summarise each effect's dose-response, and write
+    """Plant every (dose, seed), audit each planted model, then ``summarise``: each effect's dose-response in
     ``sensitivity.json``, ``sensitivity.md`` and ``sensitivity.html`` in ``out``."""
-    from biasaudit.jsonio import write_text_atomic
     from biasaudit.progress import progress_bar
-    from biasaudit.report.run import load_run
-    from biasaudit.report.sensitivity_page import render_sensitivity_html
 
     config.validate()
     out.mkdir(parents=True, exist_ok=True)
-    points: dict[str, list[DosePoint]] = {}
-    skipped: dict[str, str] = {}
-    training: dict[str, float] = {}
     units = [(dose, seed) for dose in config.doses for seed in config.seeds]
     with progress_bar(f"planting {config.planting}", len(units)) as advance:
         for dose, seed in units:
             name = unit_name(dose, seed)
-            adapter = plant(config, dose, seed, out / "adapters" / name)
-            training[name] = json.loads((adapter / "planting.json").read_text())["seconds"]
-            run = load_run(audit_planted(config, adapter, out / "audits" / name))
-            skipped.update(run.skipped())
-            for key, point in readings(run).items():
-                points.setdefault(key, []).append(replace(point, dose=dose, seed=seed))
+            audit_planted(config, plant(config, dose, seed, out / "adapters" / name), out / "audits" / name)
             advance()
+    return summarise(config, out)
+
+
+def summarise(config: SensitivityConfig, out: Path) -> SensitivityResult:
+    """The dose-responses of the adapters and audits already in ``out`` (written by ``run_sensitivity``),
+    re-read without training or auditing anything; writes the three summary files."""
+    from biasaudit.errors import DatasetNotFoundError
+    from biasaudit.jsonio import write_text_atomic
+    from biasaudit.report.run import load_run
+    from biasaudit.report.sensitivity_page import render_sensitivity_html
+
+    points: dict[str, list[DosePoint]] = {}
+    skipped: dict[str, str] = {}
+    training: dict[str, float] = {}
+    units = [(dose, seed) for dose in config.doses for seed in config.seeds]
+    for dose, seed in units:
+        name = unit_name(dose, seed)
+        adapter, audit = out / "adapters" / name, out / "audits" / name
+        if not (adapter / "planting.json").is_file() or not (audit / "results.json").is_file():
+            raise DatasetNotFoundError(f"{out}: no adapter and audit for {name}; run the sensitivity check first")
+        training[name] = json.loads((adapter / "planting.json").read_text())["seconds"]
+        run = load_run(audit)
+        skipped.update(run.skipped())
+        for key, point in readings(run).items():
+            points.setdefault(key, []).append(replace(point, dose=dose, seed=seed))
     responses = [dose_response(key, pts) for key, pts in sorted(points.items()) if len(pts) == len(units)]
     result = SensitivityResult(config, responses, points, skipped, training)
     write_text_atomic(out / "sensitivity.json", json.dumps(result.to_dict(), indent=2) + "\n")
