@@ -134,4 +134,4 @@ def test_run_benchmark_is_json_ready_and_skips_without_data(tmp_path):
         assert doc["benchmark"] == name and doc["params"]["limit"] == 12 and doc["params"]["seed"] == 1
         assert ("note" in doc) == (name in ("crows_pairs", "stereoset"))
     # the chat template reaches the question-style benchmarks only (BENCHMARKS order)
-    assert [call["chat"] for call in backend.calls] == [False, True, False, True]
+    assert [call["chat"] for call in backend.calls] == [False, True, False, True, True]
